@@ -1,0 +1,115 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order; the index+1 is the schema version kept in
+// PRAGMA user_version. Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: initial schema.
+	`
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE domains (
+	name       TEXT PRIMARY KEY,
+	postmaster TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE accounts (
+	id            INTEGER PRIMARY KEY,
+	address       TEXT NOT NULL,
+	address_key   TEXT NOT NULL UNIQUE,
+	domain        TEXT NOT NULL REFERENCES domains(name),
+	password_hash TEXT NOT NULL,
+	quota_bytes   INTEGER NOT NULL DEFAULT 0,
+	used_bytes    INTEGER NOT NULL DEFAULT 0,
+	disabled      INTEGER NOT NULL DEFAULT 0,
+	created_at    INTEGER NOT NULL
+);
+CREATE INDEX accounts_domain ON accounts(domain);
+CREATE TABLE mailboxes (
+	id              INTEGER PRIMARY KEY,
+	account_id      INTEGER NOT NULL REFERENCES accounts(id),
+	name            TEXT NOT NULL,
+	role            TEXT NOT NULL DEFAULT '',
+	uidvalidity     INTEGER NOT NULL,
+	uidnext         INTEGER NOT NULL DEFAULT 1,
+	highest_modseq  INTEGER NOT NULL DEFAULT 1,
+	recent_uid      INTEGER NOT NULL DEFAULT 1,
+	expunged_floor  INTEGER NOT NULL DEFAULT 0,
+	object_id       TEXT NOT NULL,
+	UNIQUE(account_id, name)
+);
+CREATE TABLE subscriptions (
+	account_id INTEGER NOT NULL REFERENCES accounts(id),
+	name       TEXT NOT NULL,
+	PRIMARY KEY(account_id, name)
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+	id         INTEGER PRIMARY KEY,
+	size       INTEGER NOT NULL,
+	summary    BLOB,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE messages (
+	id            INTEGER PRIMARY KEY,
+	mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id),
+	uid           INTEGER NOT NULL,
+	modseq        INTEGER NOT NULL,
+	flags         INTEGER NOT NULL DEFAULT 0,
+	keywords      TEXT NOT NULL DEFAULT '',
+	internal_date INTEGER NOT NULL,
+	save_date     INTEGER NOT NULL,
+	size          INTEGER NOT NULL,
+	blob_id       INTEGER NOT NULL REFERENCES blobs(id),
+	prefix        BLOB,
+	email_id      TEXT NOT NULL,
+	thread_id     TEXT NOT NULL DEFAULT '',
+	UNIQUE(mailbox_id, uid)
+);
+CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+CREATE INDEX messages_blob ON messages(blob_id);
+CREATE TABLE expunged (
+	mailbox_id INTEGER NOT NULL,
+	uid        INTEGER NOT NULL,
+	modseq     INTEGER NOT NULL,
+	PRIMARY KEY(mailbox_id, uid)
+) WITHOUT ROWID;
+`,
+}
+
+// migrate brings the database to the newest schema version, one
+// transaction per step, so a crash mid-migration leaves a consistent
+// version behind.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary supports (%d): upgrade mailstead", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: set version: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: commit: %w", v+1, err)
+		}
+	}
+	return nil
+}

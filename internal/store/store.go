@@ -1,0 +1,352 @@
+// Package store defines the storage interface every other package of
+// mailstead uses: domains, accounts, mailboxes, messages and their blobs, and
+// a per-mailbox change feed.
+//
+// The interface is deliberately backend-neutral. The embedded default
+// (package sqlitestore) keeps metadata in SQLite and message bodies as
+// immutable files; a PostgreSQL backend must pass the same conformance suite
+// (package storetest). Protocol layers never see SQL or file paths: they see
+// the types below and the named errors, which they map to SMTP and IMAP
+// replies (451/452/552, NO [OVERQUOTA], ...).
+//
+// Durability contract: every method that changes state returns only after the
+// change is durable (fsynced), so a protocol layer may acknowledge as soon as
+// the call returns without error.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Named errors. Backends wrap them with context; callers test with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrExists        = errors.New("already exists")
+	ErrOverQuota     = errors.New("quota exceeded")
+	ErrInvalid       = errors.New("invalid argument")
+	ErrUnavailable   = errors.New("store unavailable") // temporary: callers answer 451/NO [UNAVAILABLE]
+	ErrClosed        = errors.New("store closed")
+	ErrMailboxInUse  = errors.New("mailbox has children") // delete of a mailbox with \Noselect semantics
+	ErrUIDValidity   = errors.New("uidvalidity mismatch")
+	ErrSpecialMailbx = errors.New("operation not allowed on this mailbox")
+)
+
+// Special-use roles (RFC 6154). The store keeps at most one mailbox per role
+// per account.
+const (
+	RoleNone    = ""
+	RoleSent    = `\Sent`
+	RoleDrafts  = `\Drafts`
+	RoleTrash   = `\Trash`
+	RoleJunk    = `\Junk`
+	RoleArchive = `\Archive`
+	RoleAll     = `\All`
+	RoleFlagged = `\Flagged`
+)
+
+// DefaultMailboxes are created for every new account, with their roles.
+var DefaultMailboxes = []struct{ Name, Role string }{
+	{"INBOX", RoleNone},
+	{"Sent", RoleSent},
+	{"Drafts", RoleDrafts},
+	{"Trash", RoleTrash},
+	{"Junk", RoleJunk},
+	{"Archive", RoleArchive},
+}
+
+// Domain is a local mail domain. Name is the IDNA A-label, lower case.
+type Domain struct {
+	Name string
+	// Postmaster is the account address that receives postmaster@ and
+	// abuse@ for this domain. Empty means: the domain's oldest account.
+	Postmaster string
+	CreatedAt  time.Time
+}
+
+// Account is a mailbox owner that can log in.
+type Account struct {
+	ID int64
+	// Address is the login and primary address, local part as given,
+	// domain as A-label lower case.
+	Address      string
+	Domain       string
+	PasswordHash string // argon2id, bcrypt or {SHA512-CRYPT}/{BLF-CRYPT} import
+	QuotaBytes   int64  // 0 = unlimited
+	UsedBytes    int64  // sum of RFC822.SIZE of all messages (read-only for callers)
+	Disabled     bool
+	CreatedAt    time.Time
+}
+
+// Mailbox is one IMAP mailbox of an account.
+type Mailbox struct {
+	ID          int64
+	AccountID   int64
+	Name        string // full hierarchical name, "/" separated, INBOX upper case
+	Role        string // special-use role or ""
+	UIDValidity uint32
+	UIDNext     uint32
+	// HighestModSeq is the mailbox's MODSEQ counter (RFC 7162). Every
+	// change to a message in the mailbox (append, flag change, expunge)
+	// takes the next value.
+	HighestModSeq int64
+	Subscribed    bool
+	// ObjectID is the MAILBOXID (RFC 8474), stable across renames.
+	ObjectID string
+}
+
+// Status is the summary IMAP STATUS and SELECT need.
+type Status struct {
+	Messages      uint32
+	Unseen        uint32
+	Deleted       uint32
+	Size          int64
+	UIDNext       uint32
+	UIDValidity   uint32
+	HighestModSeq int64
+	// FirstUnseenUID is the lowest UID without \Seen, 0 if none.
+	FirstUnseenUID uint32
+}
+
+// Flags are stored as a bit set for the system flags and a list of keywords.
+type Flags uint16
+
+const (
+	FlagSeen Flags = 1 << iota
+	FlagAnswered
+	FlagFlagged
+	FlagDeleted
+	FlagDraft
+	// FlagForwarded etc. are keywords ($Forwarded), not system flags.
+)
+
+// FlagNames maps system flags to their IMAP names.
+var FlagNames = []struct {
+	Flag Flags
+	Name string
+}{
+	{FlagSeen, `\Seen`},
+	{FlagAnswered, `\Answered`},
+	{FlagFlagged, `\Flagged`},
+	{FlagDeleted, `\Deleted`},
+	{FlagDraft, `\Draft`},
+}
+
+// MessageMeta is a message as a mailbox listing sees it: cheap to load for a
+// whole mailbox.
+type MessageMeta struct {
+	ID           int64 // store-wide message row id
+	MailboxID    int64
+	UID          uint32
+	ModSeq       int64
+	Flags        Flags
+	Keywords     []string // IMAP keywords, as given by the client (case preserved)
+	InternalDate time.Time
+	SaveDate     time.Time // RFC 8514
+	Size         int64     // exact RFC822.SIZE: len(Prefix) + blob size
+	BlobID       int64
+	EmailID      string // OBJECTID EMAILID (RFC 8474)
+	ThreadID     string // OBJECTID THREADID, may be empty until threading runs
+}
+
+// Message is a message with what is needed to serve its content.
+type Message struct {
+	MessageMeta
+	// Prefix is the per-recipient header block (Return-Path, Delivered-To,
+	// later Authentication-Results) that precedes the shared blob. The
+	// message's bytes are Prefix followed by the blob.
+	Prefix []byte
+	// Summary is the cached parse of the blob (package message encodes
+	// it); nil when the blob could not be summarised.
+	Summary []byte
+}
+
+// ExpungeRecord is kept for QRESYNC (RFC 7162 VANISHED): which UID left the
+// mailbox at which MODSEQ.
+type ExpungeRecord struct {
+	UID    uint32
+	ModSeq int64
+}
+
+// Changes is what happened in a mailbox after a MODSEQ.
+type Changes struct {
+	Changed       []MessageMeta   // added or flag-changed, ascending UID
+	Expunged      []ExpungeRecord // ascending UID
+	HighestModSeq int64
+	// ExpungesPruned is true when expunge records older than the asked
+	// MODSEQ were pruned, so Expunged may be incomplete.
+	ExpungesPruned bool
+}
+
+// Blob is message content handed to the store: a reader with known size.
+// *bytes.Reader and the spool file of package delivery satisfy it.
+type Blob interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// BlobReader is stored content opened for reading.
+type BlobReader interface {
+	io.ReaderAt
+	io.Closer
+	Size() int64
+}
+
+// Recipient is one delivery target of a Deliver call.
+type Recipient struct {
+	AccountID int64
+	// MailboxID selects the mailbox; when 0, MailboxName is looked up and,
+	// if missing (and not INBOX), created when CreateMailbox is set, else
+	// the message goes to INBOX.
+	MailboxID     int64
+	MailboxName   string
+	CreateMailbox bool
+	Prefix        []byte
+	Flags         Flags
+	Keywords      []string
+	InternalDate  time.Time // zero = now
+	// UID, when nonzero, imports the message with this UID (migration);
+	// it must be >= the mailbox's UIDNEXT.
+	UID uint32
+	// IgnoreQuota delivers even over quota (postmaster, imports).
+	IgnoreQuota bool
+}
+
+// Delivered tells where one recipient's copy landed.
+type Delivered struct {
+	MailboxID int64
+	UID       uint32
+	ModSeq    int64
+	MessageID int64
+}
+
+// Delivery is an atomic delivery of one blob to one or more recipients.
+type Delivery struct {
+	Blob    Blob
+	Summary []byte // cached parse, see Message.Summary
+	// EmailID/ThreadID may be left empty: the store then derives EmailID
+	// from the blob.
+	ThreadID   string
+	Recipients []Recipient
+}
+
+// FlagOp says how StoreFlags combines the given flags with the current ones.
+type FlagOp int
+
+const (
+	FlagsReplace FlagOp = iota
+	FlagsAdd
+	FlagsRemove
+)
+
+// FlagUpdate is a STORE.
+type FlagUpdate struct {
+	Op       FlagOp
+	Flags    Flags
+	Keywords []string
+	// UnchangedSince, when > 0, only updates messages whose MODSEQ is
+	// <= this value (RFC 7162 UNCHANGEDSINCE); others are returned as
+	// failed.
+	UnchangedSince int64
+}
+
+// StoreResult is the outcome of StoreFlags.
+type StoreResult struct {
+	Updated []MessageMeta // messages whose flags changed, new state
+	// Failed are UIDs not updated because of UnchangedSince.
+	Failed []uint32
+}
+
+// CopyResult maps source UIDs to destination UIDs (UIDPLUS COPYUID).
+type CopyResult struct {
+	UIDValidity uint32
+	SrcUIDs     []uint32
+	DstUIDs     []uint32
+}
+
+// Store is the full storage interface. Consumers should declare the small
+// subset they use as their own interface.
+type Store interface {
+	// Domains.
+	AddDomain(ctx context.Context, d Domain) error
+	GetDomain(ctx context.Context, name string) (Domain, error)
+	ListDomains(ctx context.Context) ([]Domain, error)
+	UpdateDomain(ctx context.Context, d Domain) error
+	// DeleteDomain fails with ErrMailboxInUse while accounts remain.
+	DeleteDomain(ctx context.Context, name string) error
+
+	// Accounts. CreateAccount creates DefaultMailboxes too.
+	CreateAccount(ctx context.Context, a Account) (Account, error)
+	// GetAccount looks an account up by address, local part
+	// case-insensitively, domain as A-label.
+	GetAccount(ctx context.Context, address string) (Account, error)
+	GetAccountByID(ctx context.Context, id int64) (Account, error)
+	ListAccounts(ctx context.Context, domain string) ([]Account, error)
+	// UpdateAccount writes PasswordHash, QuotaBytes and Disabled.
+	UpdateAccount(ctx context.Context, a Account) error
+	// DeleteAccount removes the account with all its mailboxes and
+	// messages; blobs no longer referenced are freed.
+	DeleteAccount(ctx context.Context, id int64) error
+
+	// Mailboxes.
+	ListMailboxes(ctx context.Context, accountID int64) ([]Mailbox, error)
+	GetMailbox(ctx context.Context, accountID int64, name string) (Mailbox, error)
+	GetMailboxByID(ctx context.Context, id int64) (Mailbox, error)
+	// CreateMailbox creates name (and missing parents). uidValidity 0
+	// lets the store choose (imports pass the old one).
+	CreateMailbox(ctx context.Context, accountID int64, name, role string, uidValidity uint32) (Mailbox, error)
+	// DeleteMailbox deletes a mailbox and its messages. INBOX cannot be
+	// deleted.
+	DeleteMailbox(ctx context.Context, id int64) error
+	// RenameMailbox renames a mailbox and its children. Renaming INBOX
+	// moves its messages into a new mailbox and leaves INBOX empty (RFC
+	// 9051 6.3.6).
+	RenameMailbox(ctx context.Context, id int64, newName string) error
+	SetSubscribed(ctx context.Context, accountID int64, name string, subscribed bool) error
+	// Subscriptions lists subscribed names, which may name mailboxes
+	// that do not exist.
+	Subscriptions(ctx context.Context, accountID int64) ([]string, error)
+	MailboxStatus(ctx context.Context, id int64) (Status, error)
+	SetMailboxRole(ctx context.Context, id int64, role string) error
+
+	// Messages.
+	// Deliver stores one blob and delivers it to every recipient in one
+	// transaction: either all recipients get it or none do. It returns
+	// when the blob and the metadata are durable.
+	Deliver(ctx context.Context, d Delivery) ([]Delivered, error)
+	// ListMessages returns the metadata of every message in a mailbox
+	// in ascending UID order.
+	ListMessages(ctx context.Context, mailboxID int64) ([]MessageMeta, error)
+	// GetMessages returns the messages with the given UIDs (those that
+	// exist), ascending.
+	GetMessages(ctx context.Context, mailboxID int64, uids []uint32) ([]Message, error)
+	// Changes returns what changed after sinceModSeq.
+	Changes(ctx context.Context, mailboxID int64, sinceModSeq int64) (Changes, error)
+	OpenBlob(ctx context.Context, blobID int64) (BlobReader, error)
+	StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, u FlagUpdate) (StoreResult, error)
+	// Copy copies messages (sharing their blobs) into dst.
+	Copy(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (CopyResult, error)
+	// Move is Copy and Expunge of the source in one transaction.
+	Move(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (CopyResult, error)
+	// Expunge removes the given UIDs (nil: every \Deleted message) and
+	// returns the UIDs removed.
+	Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
+	// ClaimRecent implements rev1 \Recent: it returns the lowest UID that
+	// is recent for the caller (messages with UID >= it are \Recent in
+	// the caller's session; UIDNEXT when none is) and marks everything up
+	// to UIDNEXT as claimed, so later callers get none of them.
+	ClaimRecent(ctx context.Context, mailboxID int64) (uint32, error)
+
+	// Watch returns a channel that receives a value (coalesced) after any
+	// committed change to the mailbox, and a function to stop watching.
+	Watch(mailboxID int64) (<-chan struct{}, func())
+	// WatchAccount is Watch for every mailbox of an account, including
+	// mailbox creation, deletion and rename.
+	WatchAccount(accountID int64) (<-chan struct{}, func())
+
+	// Ping checks the store is reachable (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,608 @@
+// Package storetest is the conformance suite every store.Store backend
+// runs: the same behaviour, tested the same way, for SQLite now and
+// PostgreSQL later.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailstead/mailstead/internal/store"
+)
+
+// Opener returns a fresh, empty store for one subtest. The suite closes it.
+type Opener func(t *testing.T) store.Store
+
+// Run runs the whole suite.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, store.Store)
+	}{
+		{"Domains", testDomains},
+		{"Accounts", testAccounts},
+		{"Mailboxes", testMailboxes},
+		{"RenameInbox", testRenameInbox},
+		{"Deliver", testDeliver},
+		{"Quota", testQuota},
+		{"Flags", testFlags},
+		{"CopyMoveExpunge", testCopyMoveExpunge},
+		{"Changes", testChanges},
+		{"Watch", testWatch},
+		{"Recent", testRecent},
+		{"Import", testImport},
+		{"DeleteFreesBlobs", testDeleteFreesBlobs},
+		{"Concurrency", testConcurrency},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := open(t)
+			defer st.Close()
+			tt.fn(t, st)
+		})
+	}
+}
+
+func ctx() context.Context { return context.Background() }
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("got error %v, want %v", err, target)
+	}
+}
+
+func setup(t *testing.T, st store.Store, addrs ...string) []store.Account {
+	t.Helper()
+	domains := map[string]bool{}
+	var out []store.Account
+	for _, a := range addrs {
+		d := a[bytes.IndexByte([]byte(a), '@')+1:]
+		if !domains[d] {
+			if err := st.AddDomain(ctx(), store.Domain{Name: d}); err != nil && !errors.Is(err, store.ErrExists) {
+				t.Fatal(err)
+			}
+			domains[d] = true
+		}
+		acc, err := st.CreateAccount(ctx(), store.Account{Address: a, PasswordHash: "x"})
+		must(t, err)
+		out = append(out, acc)
+	}
+	return out
+}
+
+func mailbox(t *testing.T, st store.Store, acc int64, name string) store.Mailbox {
+	t.Helper()
+	mb, err := st.GetMailbox(ctx(), acc, name)
+	must(t, err)
+	return mb
+}
+
+func deliver(t *testing.T, st store.Store, body string, rcpts ...store.Recipient) []store.Delivered {
+	t.Helper()
+	d, err := st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte(body)), Summary: []byte("sum"), Recipients: rcpts})
+	must(t, err)
+	return d
+}
+
+func content(t *testing.T, st store.Store, m store.Message) string {
+	t.Helper()
+	c, err := store.OpenContent(ctx(), st, m)
+	must(t, err)
+	defer c.Close()
+	b, err := io.ReadAll(c.Reader())
+	must(t, err)
+	if int64(len(b)) != m.Size || c.Size() != m.Size {
+		t.Fatalf("content size %d, content.Size %d, RFC822.SIZE %d", len(b), c.Size(), m.Size)
+	}
+	return string(b)
+}
+
+func testDomains(t *testing.T, st store.Store) {
+	must(t, st.AddDomain(ctx(), store.Domain{Name: "example.org"}))
+	wantErr(t, st.AddDomain(ctx(), store.Domain{Name: "example.org"}), store.ErrExists)
+	wantErr(t, st.AddDomain(ctx(), store.Domain{Name: "bad domain"}), store.ErrInvalid)
+	must(t, st.AddDomain(ctx(), store.Domain{Name: "xn--bcher-kva.example"}))
+	ds, err := st.ListDomains(ctx())
+	must(t, err)
+	if len(ds) != 2 || ds[0].Name != "example.org" {
+		t.Fatalf("domains %+v", ds)
+	}
+	must(t, st.UpdateDomain(ctx(), store.Domain{Name: "example.org", Postmaster: "admin@example.org"}))
+	d, err := st.GetDomain(ctx(), "example.org")
+	must(t, err)
+	if d.Postmaster != "admin@example.org" {
+		t.Fatalf("postmaster not updated: %+v", d)
+	}
+	_, err = st.GetDomain(ctx(), "nope.example")
+	wantErr(t, err, store.ErrNotFound)
+	setup(t, st, "a@example.org")
+	wantErr(t, st.DeleteDomain(ctx(), "example.org"), store.ErrMailboxInUse)
+	must(t, st.DeleteDomain(ctx(), "xn--bcher-kva.example"))
+	wantErr(t, st.DeleteDomain(ctx(), "xn--bcher-kva.example"), store.ErrNotFound)
+}
+
+func testAccounts(t *testing.T, st store.Store) {
+	_, err := st.CreateAccount(ctx(), store.Account{Address: "x@unknown.example"})
+	wantErr(t, err, store.ErrNotFound)
+	_, err = st.CreateAccount(ctx(), store.Account{Address: "no-at-sign"})
+	wantErr(t, err, store.ErrInvalid)
+	acc := setup(t, st, "Alice@example.org")[0]
+	_, err = st.CreateAccount(ctx(), store.Account{Address: "alice@example.org"})
+	wantErr(t, err, store.ErrExists)
+	got, err := st.GetAccount(ctx(), "ALICE@example.org")
+	must(t, err)
+	if got.ID != acc.ID || got.Address != "Alice@example.org" || got.Domain != "example.org" {
+		t.Fatalf("lookup: %+v", got)
+	}
+	mbs, err := st.ListMailboxes(ctx(), acc.ID)
+	must(t, err)
+	roles := map[string]string{}
+	for _, m := range mbs {
+		roles[m.Name] = m.Role
+		if !m.Subscribed || m.UIDValidity == 0 || m.UIDNext != 1 || m.ObjectID == "" {
+			t.Fatalf("default mailbox %+v", m)
+		}
+	}
+	for _, d := range store.DefaultMailboxes {
+		if r, ok := roles[d.Name]; !ok || r != d.Role {
+			t.Fatalf("default mailbox %s role %q, have %v", d.Name, d.Role, roles)
+		}
+	}
+	got.PasswordHash, got.QuotaBytes, got.Disabled = "new", 1000, true
+	must(t, st.UpdateAccount(ctx(), got))
+	got2, err := st.GetAccountByID(ctx(), acc.ID)
+	must(t, err)
+	if got2.PasswordHash != "new" || got2.QuotaBytes != 1000 || !got2.Disabled {
+		t.Fatalf("update: %+v", got2)
+	}
+	setup(t, st, "bob@example.com")
+	all, err := st.ListAccounts(ctx(), "")
+	must(t, err)
+	org, err := st.ListAccounts(ctx(), "example.org")
+	must(t, err)
+	if len(all) != 2 || len(org) != 1 {
+		t.Fatalf("list: %d all, %d in example.org", len(all), len(org))
+	}
+	must(t, st.DeleteAccount(ctx(), acc.ID))
+	_, err = st.GetAccount(ctx(), "alice@example.org")
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, st.DeleteAccount(ctx(), acc.ID), store.ErrNotFound)
+}
+
+func testMailboxes(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	mb, err := st.CreateMailbox(ctx(), acc.ID, "Work/Projects/X", "", 0)
+	must(t, err)
+	if mb.Name != "Work/Projects/X" || mb.UIDNext != 1 {
+		t.Fatalf("%+v", mb)
+	}
+	mailbox(t, st, acc.ID, "Work")
+	mailbox(t, st, acc.ID, "Work/Projects")
+	_, err = st.CreateMailbox(ctx(), acc.ID, "Work", "", 0)
+	wantErr(t, err, store.ErrExists)
+	_, err = st.CreateMailbox(ctx(), acc.ID, "inbox", "", 0)
+	wantErr(t, err, store.ErrExists)
+	_, err = st.CreateMailbox(ctx(), acc.ID, "a//b", "", 0)
+	wantErr(t, err, store.ErrInvalid)
+	_, err = st.CreateMailbox(ctx(), acc.ID, "Sent2", store.RoleSent, 0)
+	wantErr(t, err, store.ErrExists)
+	in, err := st.GetMailbox(ctx(), acc.ID, "iNbOx")
+	must(t, err)
+	if in.Name != "INBOX" {
+		t.Fatal(in.Name)
+	}
+	// Rename moves children.
+	work := mailbox(t, st, acc.ID, "Work")
+	must(t, st.RenameMailbox(ctx(), work.ID, "Jobs"))
+	x := mailbox(t, st, acc.ID, "Jobs/Projects/X")
+	if x.ID != mb.ID || x.UIDValidity != mb.UIDValidity {
+		t.Fatalf("rename changed identity: %+v vs %+v", x, mb)
+	}
+	_, err = st.GetMailbox(ctx(), acc.ID, "Work/Projects")
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, st.RenameMailbox(ctx(), work.ID, "Sent"), store.ErrExists)
+	// Rename into a new hierarchy creates parents.
+	must(t, st.RenameMailbox(ctx(), x.ID, "Old/Stuff/X"))
+	mailbox(t, st, acc.ID, "Old/Stuff")
+	// Delete and recreate: UIDVALIDITY must differ.
+	must(t, st.DeleteMailbox(ctx(), x.ID))
+	again, err := st.CreateMailbox(ctx(), acc.ID, "Old/Stuff/X", "", 0)
+	must(t, err)
+	if again.UIDValidity == x.UIDValidity {
+		t.Fatalf("recreated mailbox reuses UIDVALIDITY %d", x.UIDValidity)
+	}
+	wantErr(t, st.DeleteMailbox(ctx(), in.ID), store.ErrSpecialMailbx)
+	// Subscriptions may name missing mailboxes.
+	must(t, st.SetSubscribed(ctx(), acc.ID, "Ghost", true))
+	must(t, st.SetSubscribed(ctx(), acc.ID, "Trash", false))
+	subs, err := st.Subscriptions(ctx(), acc.ID)
+	must(t, err)
+	if !slices.Contains(subs, "Ghost") || slices.Contains(subs, "Trash") {
+		t.Fatalf("subscriptions %v", subs)
+	}
+	// Roles move.
+	must(t, st.SetMailboxRole(ctx(), again.ID, store.RoleArchive))
+	if m := mailbox(t, st, acc.ID, "Archive"); m.Role != "" {
+		t.Fatalf("old archive keeps role %q", m.Role)
+	}
+	if m := mailbox(t, st, acc.ID, "Old/Stuff/X"); m.Role != store.RoleArchive {
+		t.Fatalf("role %q", m.Role)
+	}
+}
+
+func testRenameInbox(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	in := mailbox(t, st, acc.ID, "INBOX")
+	deliver(t, st, "Subject: 1\r\n\r\nx\r\n", store.Recipient{AccountID: acc.ID})
+	deliver(t, st, "Subject: 2\r\n\r\ny\r\n", store.Recipient{AccountID: acc.ID})
+	must(t, st.RenameMailbox(ctx(), in.ID, "OldInbox"))
+	old := mailbox(t, st, acc.ID, "OldInbox")
+	ms, err := st.ListMessages(ctx(), old.ID)
+	must(t, err)
+	if len(ms) != 2 {
+		t.Fatalf("renamed INBOX has %d messages", len(ms))
+	}
+	ms, err = st.ListMessages(ctx(), in.ID)
+	must(t, err)
+	if len(ms) != 0 {
+		t.Fatalf("INBOX still has %d messages", len(ms))
+	}
+	if m := mailbox(t, st, acc.ID, "INBOX"); m.ID != in.ID {
+		t.Fatal("INBOX identity changed")
+	}
+}
+
+func testDeliver(t *testing.T, st store.Store) {
+	accs := setup(t, st, "a@example.org", "b@example.org")
+	body := "From: x@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
+	d := deliver(t, st, body,
+		store.Recipient{AccountID: accs[0].ID, Prefix: []byte("Delivered-To: a@example.org\r\n")},
+		store.Recipient{AccountID: accs[1].ID, Prefix: []byte("Delivered-To: b@example.org\r\n"), Flags: store.FlagFlagged, Keywords: []string{"$Work"}},
+		store.Recipient{AccountID: accs[1].ID, MailboxName: "Lists/Go", CreateMailbox: true},
+		store.Recipient{AccountID: accs[1].ID, MailboxName: "Missing"},
+	)
+	if len(d) != 4 || d[0].UID != 1 || d[1].UID != 1 || d[2].UID != 1 || d[3].UID != 2 {
+		t.Fatalf("delivered %+v", d)
+	}
+	lists := mailbox(t, st, accs[1].ID, "Lists/Go")
+	if d[2].MailboxID != lists.ID {
+		t.Fatal("fileinto :create did not create mailbox")
+	}
+	inboxB := mailbox(t, st, accs[1].ID, "INBOX")
+	if d[3].MailboxID != inboxB.ID {
+		t.Fatal("missing mailbox without create must fall back to INBOX")
+	}
+	msgs, err := st.GetMessages(ctx(), d[1].MailboxID, []uint32{1, 2, 99})
+	must(t, err)
+	if len(msgs) != 2 {
+		t.Fatalf("got %d messages", len(msgs))
+	}
+	m := msgs[0]
+	want := "Delivered-To: b@example.org\r\n" + body
+	if got := content(t, st, m); got != want {
+		t.Fatalf("content %q", got)
+	}
+	if m.Flags != store.FlagFlagged || !slices.Equal(m.Keywords, []string{"$Work"}) || string(m.Summary) != "sum" || m.EmailID == "" || m.ModSeq <= 0 {
+		t.Fatalf("message %+v", m)
+	}
+	ma, err := st.GetMessages(ctx(), d[0].MailboxID, []uint32{1})
+	must(t, err)
+	if ma[0].BlobID != m.BlobID {
+		t.Fatal("recipients of one delivery must share one blob")
+	}
+	if ma[0].EmailID != m.EmailID {
+		t.Fatal("copies of one message share EMAILID")
+	}
+	st2, err := st.MailboxStatus(ctx(), inboxB.ID)
+	must(t, err)
+	if st2.Messages != 2 || st2.Unseen != 2 || st2.UIDNext != 3 || st2.Size != m.Size+int64(len(body)) || st2.FirstUnseenUID != 1 {
+		t.Fatalf("status %+v", st2)
+	}
+	a, err := st.GetAccountByID(ctx(), accs[1].ID)
+	must(t, err)
+	if a.UsedBytes != m.Size+2*int64(len(body)) {
+		t.Fatalf("used bytes %d", a.UsedBytes)
+	}
+	// Atomicity: one bad recipient fails the whole delivery.
+	_, err = st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte(body)), Recipients: []store.Recipient{{AccountID: accs[0].ID}, {AccountID: 999999}}})
+	if err == nil {
+		t.Fatal("delivery to a missing account succeeded")
+	}
+	ms, err := st.ListMessages(ctx(), d[0].MailboxID)
+	must(t, err)
+	if len(ms) != 1 {
+		t.Fatalf("failed delivery left %d messages", len(ms))
+	}
+	_, err = st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader(nil)})
+	wantErr(t, err, store.ErrInvalid)
+	_, err = st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte("x")), Recipients: []store.Recipient{{AccountID: accs[0].ID, Keywords: []string{"bad kw"}}}})
+	wantErr(t, err, store.ErrInvalid)
+}
+
+func testQuota(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	acc.QuotaBytes = 100
+	must(t, st.UpdateAccount(ctx(), acc))
+	deliver(t, st, string(make([]byte, 60)), store.Recipient{AccountID: acc.ID})
+	_, err := st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader(make([]byte, 60)), Recipients: []store.Recipient{{AccountID: acc.ID}}})
+	wantErr(t, err, store.ErrOverQuota)
+	deliver(t, st, string(make([]byte, 60)), store.Recipient{AccountID: acc.ID, IgnoreQuota: true})
+	in := mailbox(t, st, acc.ID, "INBOX")
+	arch := mailbox(t, st, acc.ID, "Archive")
+	_, err = st.Copy(ctx(), in.ID, []uint32{1}, arch.ID)
+	wantErr(t, err, store.ErrOverQuota)
+	// Moving within the account does not count twice.
+	_, err = st.Move(ctx(), in.ID, []uint32{1}, arch.ID)
+	must(t, err)
+	_, err = st.Expunge(ctx(), arch.ID, []uint32{1})
+	must(t, err)
+	a, _ := st.GetAccountByID(ctx(), acc.ID)
+	if a.UsedBytes != 60 {
+		t.Fatalf("used %d after expunge", a.UsedBytes)
+	}
+}
+
+func testFlags(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	for i := 0; i < 3; i++ {
+		deliver(t, st, fmt.Sprintf("Subject: %d\r\n\r\n", i), store.Recipient{AccountID: acc.ID})
+	}
+	in := mailbox(t, st, acc.ID, "INBOX")
+	r, err := st.StoreFlags(ctx(), in.ID, []uint32{1, 2}, store.FlagUpdate{Op: store.FlagsAdd, Flags: store.FlagSeen, Keywords: []string{"$Label1"}})
+	must(t, err)
+	if len(r.Updated) != 2 || r.Updated[0].Flags != store.FlagSeen || r.Updated[0].ModSeq != r.Updated[1].ModSeq {
+		t.Fatalf("add: %+v", r)
+	}
+	ms1 := r.Updated[0].ModSeq
+	// No-op changes do not bump MODSEQ.
+	r, err = st.StoreFlags(ctx(), in.ID, []uint32{1}, store.FlagUpdate{Op: store.FlagsAdd, Flags: store.FlagSeen})
+	must(t, err)
+	if len(r.Updated) != 0 {
+		t.Fatalf("no-op updated %+v", r.Updated)
+	}
+	r, err = st.StoreFlags(ctx(), in.ID, []uint32{1}, store.FlagUpdate{Op: store.FlagsRemove, Keywords: []string{"$label1"}})
+	must(t, err)
+	if len(r.Updated) != 1 || len(r.Updated[0].Keywords) != 0 || r.Updated[0].ModSeq <= ms1 {
+		t.Fatalf("remove: %+v", r)
+	}
+	r, err = st.StoreFlags(ctx(), in.ID, []uint32{1, 2, 3}, store.FlagUpdate{Op: store.FlagsReplace, Flags: store.FlagDeleted | store.FlagAnswered, UnchangedSince: ms1})
+	must(t, err)
+	if !slices.Equal(r.Failed, []uint32{1}) || len(r.Updated) != 2 {
+		t.Fatalf("unchangedsince: %+v", r)
+	}
+	ms, err := st.ListMessages(ctx(), in.ID)
+	must(t, err)
+	if ms[1].Flags != store.FlagDeleted|store.FlagAnswered || ms[0].Flags != store.FlagSeen {
+		t.Fatalf("flags after replace: %v %v", ms[0].Flags, ms[1].Flags)
+	}
+	status, err := st.MailboxStatus(ctx(), in.ID)
+	must(t, err)
+	if status.Deleted != 2 || status.Unseen != 2 || status.HighestModSeq != ms[2].ModSeq {
+		t.Fatalf("status %+v", status)
+	}
+}
+
+func testCopyMoveExpunge(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	for i := 0; i < 4; i++ {
+		deliver(t, st, fmt.Sprintf("Subject: %d\r\n\r\n", i), store.Recipient{AccountID: acc.ID, Flags: store.FlagSeen})
+	}
+	in := mailbox(t, st, acc.ID, "INBOX")
+	arch := mailbox(t, st, acc.ID, "Archive")
+	cr, err := st.Copy(ctx(), in.ID, []uint32{2, 4, 77}, arch.ID)
+	must(t, err)
+	if !slices.Equal(cr.SrcUIDs, []uint32{2, 4}) || !slices.Equal(cr.DstUIDs, []uint32{1, 2}) || cr.UIDValidity != arch.UIDValidity {
+		t.Fatalf("copy %+v", cr)
+	}
+	mr, err := st.Move(ctx(), in.ID, []uint32{1, 2}, arch.ID)
+	must(t, err)
+	if !slices.Equal(mr.DstUIDs, []uint32{3, 4}) {
+		t.Fatalf("move %+v", mr)
+	}
+	ms, _ := st.ListMessages(ctx(), in.ID)
+	if len(ms) != 2 || ms[0].UID != 3 {
+		t.Fatalf("after move %+v", ms)
+	}
+	am, _ := st.GetMessages(ctx(), arch.ID, []uint32{4})
+	if content(t, st, am[0]) != "Subject: 1\r\n\r\n" || am[0].Flags != store.FlagSeen {
+		t.Fatalf("moved message %+v", am[0])
+	}
+	// Expunge nil = all \Deleted.
+	_, err = st.StoreFlags(ctx(), arch.ID, []uint32{1, 3}, store.FlagUpdate{Op: store.FlagsAdd, Flags: store.FlagDeleted})
+	must(t, err)
+	ex, err := st.Expunge(ctx(), arch.ID, nil)
+	must(t, err)
+	if !slices.Equal(ex, []uint32{1, 3}) {
+		t.Fatalf("expunged %v", ex)
+	}
+	ex, err = st.Expunge(ctx(), arch.ID, []uint32{4, 100})
+	must(t, err)
+	if !slices.Equal(ex, []uint32{4}) {
+		t.Fatalf("expunged %v", ex)
+	}
+	_, err = st.Move(ctx(), in.ID, []uint32{3}, in.ID)
+	wantErr(t, err, store.ErrInvalid)
+}
+
+func testChanges(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	in := mailbox(t, st, acc.ID, "INBOX")
+	for i := 0; i < 3; i++ {
+		deliver(t, st, "x", store.Recipient{AccountID: acc.ID})
+	}
+	c, err := st.Changes(ctx(), in.ID, 0)
+	must(t, err)
+	if len(c.Changed) != 3 || len(c.Expunged) != 0 {
+		t.Fatalf("changes %+v", c)
+	}
+	base := c.HighestModSeq
+	_, err = st.StoreFlags(ctx(), in.ID, []uint32{2}, store.FlagUpdate{Op: store.FlagsAdd, Flags: store.FlagSeen})
+	must(t, err)
+	_, err = st.Expunge(ctx(), in.ID, []uint32{3})
+	must(t, err)
+	c, err = st.Changes(ctx(), in.ID, base)
+	must(t, err)
+	if len(c.Changed) != 1 || c.Changed[0].UID != 2 || len(c.Expunged) != 1 || c.Expunged[0].UID != 3 || c.HighestModSeq <= base || c.ExpungesPruned {
+		t.Fatalf("changes since %d: %+v", base, c)
+	}
+	c, err = st.Changes(ctx(), in.ID, c.HighestModSeq)
+	must(t, err)
+	if len(c.Changed)+len(c.Expunged) != 0 {
+		t.Fatalf("changes after highest: %+v", c)
+	}
+}
+
+func testWatch(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	in := mailbox(t, st, acc.ID, "INBOX")
+	ch, stop := st.Watch(in.ID)
+	defer stop()
+	ach, astop := st.WatchAccount(acc.ID)
+	defer astop()
+	deliver(t, st, "x", store.Recipient{AccountID: acc.ID})
+	for _, c := range []<-chan struct{}{ch, ach} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no notification after delivery")
+		}
+	}
+	_, err := st.CreateMailbox(ctx(), acc.ID, "New", "", 0)
+	must(t, err)
+	select {
+	case <-ach:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no account notification after create")
+	}
+	stop()
+	deliver(t, st, "y", store.Recipient{AccountID: acc.ID})
+	select {
+	case <-ch:
+		t.Fatal("notified after stop")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func testRecent(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	in := mailbox(t, st, acc.ID, "INBOX")
+	deliver(t, st, "x", store.Recipient{AccountID: acc.ID})
+	deliver(t, st, "y", store.Recipient{AccountID: acc.ID})
+	first, err := st.ClaimRecent(ctx(), in.ID)
+	must(t, err)
+	if first != 1 {
+		t.Fatalf("first recent %d", first)
+	}
+	first, err = st.ClaimRecent(ctx(), in.ID)
+	must(t, err)
+	if first != 3 {
+		t.Fatalf("second claim got %d, want 3 (none recent)", first)
+	}
+	deliver(t, st, "z", store.Recipient{AccountID: acc.ID})
+	first, _ = st.ClaimRecent(ctx(), in.ID)
+	if first != 3 {
+		t.Fatalf("third claim %d", first)
+	}
+}
+
+func testImport(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	mb, err := st.CreateMailbox(ctx(), acc.ID, "Imported", "", 1234567)
+	must(t, err)
+	if mb.UIDValidity != 1234567 {
+		t.Fatalf("uidvalidity %d", mb.UIDValidity)
+	}
+	date := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	d := deliver(t, st, "old", store.Recipient{AccountID: acc.ID, MailboxID: mb.ID, UID: 40, InternalDate: date, IgnoreQuota: true})
+	if d[0].UID != 40 {
+		t.Fatalf("import uid %d", d[0].UID)
+	}
+	_, err = st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte("x")), Recipients: []store.Recipient{{AccountID: acc.ID, MailboxID: mb.ID, UID: 10}}})
+	wantErr(t, err, store.ErrInvalid)
+	d = deliver(t, st, "new", store.Recipient{AccountID: acc.ID, MailboxID: mb.ID})
+	if d[0].UID != 41 {
+		t.Fatalf("next uid %d", d[0].UID)
+	}
+	ms, _ := st.GetMessages(ctx(), mb.ID, []uint32{40})
+	if !ms[0].InternalDate.Equal(date) {
+		t.Fatalf("internal date %v", ms[0].InternalDate)
+	}
+	// A mailbox of another account cannot be targeted.
+	other := setup(t, st, "b@example.org")[0]
+	_, err = st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte("x")), Recipients: []store.Recipient{{AccountID: other.ID, MailboxID: mb.ID}}})
+	wantErr(t, err, store.ErrInvalid)
+}
+
+func testDeleteFreesBlobs(t *testing.T, st store.Store) {
+	accs := setup(t, st, "a@example.org", "b@example.org")
+	d := deliver(t, st, "shared", store.Recipient{AccountID: accs[0].ID}, store.Recipient{AccountID: accs[1].ID})
+	ms, _ := st.GetMessages(ctx(), d[0].MailboxID, []uint32{d[0].UID})
+	blob := ms[0].BlobID
+	_, err := st.Expunge(ctx(), d[0].MailboxID, []uint32{d[0].UID})
+	must(t, err)
+	b, err := st.OpenBlob(ctx(), blob)
+	must(t, err) // still referenced by b's copy
+	b.Close()
+	must(t, st.DeleteAccount(ctx(), accs[1].ID))
+	_, err = st.OpenBlob(ctx(), blob)
+	wantErr(t, err, store.ErrNotFound)
+}
+
+// testConcurrency delivers from many goroutines while others read and
+// change flags on the same mailbox: no error may surface ("database is
+// locked" included) and UIDs must be unique and dense.
+func testConcurrency(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	in := mailbox(t, st, acc.ID, "INBOX")
+	const writers, each = 16, 25
+	var wg sync.WaitGroup
+	errc := make(chan error, writers*each*3)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				_, err := st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte(fmt.Sprintf("Subject: %d-%d\r\n\r\nbody", w, i))), Recipients: []store.Recipient{{AccountID: acc.ID}}})
+				if err != nil {
+					errc <- err
+				}
+				if _, err := st.StoreFlags(ctx(), in.ID, []uint32{uint32(i + 1)}, store.FlagUpdate{Op: store.FlagsAdd, Flags: store.FlagSeen}); err != nil {
+					errc <- err
+				}
+				if _, err := st.ListMessages(ctx(), in.ID); err != nil {
+					errc <- err
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	ms, err := st.ListMessages(ctx(), in.ID)
+	must(t, err)
+	if len(ms) != writers*each {
+		t.Fatalf("%d messages, want %d", len(ms), writers*each)
+	}
+	for i, m := range ms {
+		if m.UID != uint32(i+1) {
+			t.Fatalf("uid %d at %d", m.UID, i)
+		}
+	}
+}
