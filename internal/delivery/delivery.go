@@ -1,0 +1,279 @@
+// Package delivery turns an accepted message into stored mail: it resolves
+// recipients to local accounts (with subaddressing and the postmaster@ and
+// abuse@ addresses every domain has), checks the hop count, computes the
+// cached MIME summary, builds each recipient's header prefix
+// (Return-Path, Delivered-To) and hands one blob with all recipients to
+// the store in a single durable Deliver.
+//
+// Every entry point that accepts mail (SMTP now; IMAP APPEND stores
+// directly; the HTTP API later) delivers through here, so the rules are
+// the same whichever way a message arrives.
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailstead/mailstead/internal/address"
+	"github.com/mailstead/mailstead/internal/message"
+	"github.com/mailstead/mailstead/internal/store"
+)
+
+// Errors, mapped by protocol layers to replies.
+var (
+	// ErrNotLocal: the recipient's domain is not one of ours (relay).
+	ErrNotLocal = errors.New("recipient domain is not local")
+	// ErrUnknownRecipient: local domain, no such address (550 5.1.1).
+	ErrUnknownRecipient = errors.New("no such recipient")
+	// ErrMailboxFull: the account is at its quota (452 4.2.2 at RCPT).
+	ErrMailboxFull = errors.New("mailbox full")
+	// ErrLoop: more Received headers than allowed (554 5.4.6).
+	ErrLoop = errors.New("too many hops, mail loop suspected")
+)
+
+// Store is what delivery needs from storage.
+type Store interface {
+	GetDomain(ctx context.Context, name string) (store.Domain, error)
+	GetAccount(ctx context.Context, address string) (store.Account, error)
+	ListAccounts(ctx context.Context, domain string) ([]store.Account, error)
+	Deliver(ctx context.Context, d store.Delivery) ([]store.Delivered, error)
+}
+
+// Options configure a Deliverer.
+type Options struct {
+	// SubaddressDelimiter splits user+tag; "" disables subaddressing.
+	SubaddressDelimiter string
+	// Postmaster is the account address receiving postmaster@ and abuse@
+	// of domains that name none, and bare <postmaster>.
+	Postmaster string
+	// MaxReceived is the hop limit (default 50).
+	MaxReceived int
+	// TmpDir is where large messages spill while being received.
+	TmpDir     string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Deliverer delivers to local accounts.
+type Deliverer struct {
+	st   Store
+	opts Options
+
+	delivered *prometheus.CounterVec
+}
+
+// New returns a Deliverer.
+func New(st Store, opts Options) *Deliverer {
+	if opts.MaxReceived == 0 {
+		opts.MaxReceived = 50
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Deliverer{st: st, opts: opts}
+	d.delivered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailstead_delivery_messages_total",
+		Help: "Messages handed to local delivery, by result (delivered, failed, loop).",
+	}, []string{"result"})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(d.delivered); err != nil {
+			opts.Logger.Warn("register delivery metric", "err", err)
+		}
+	}
+	return d
+}
+
+// TmpDir is the spill directory for spools.
+func (d *Deliverer) TmpDir() string { return d.opts.TmpDir }
+
+// Target is a resolved local recipient.
+type Target struct {
+	// Address is the recipient as given in RCPT TO, normalised.
+	Address address.Address
+	Account store.Account
+	// Detail is the subaddress tag ("tag" of user+tag), kept for sieve.
+	Detail string
+}
+
+// IsLocalDomain reports whether domain (any form) is one of ours.
+func (d *Deliverer) IsLocalDomain(ctx context.Context, domain string) (bool, error) {
+	a, err := address.Domain(domain)
+	if err != nil {
+		return false, nil
+	}
+	if _, err := d.st.GetDomain(ctx, a); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// Resolve maps an RCPT TO address to a local account. Errors: ErrNotLocal,
+// ErrUnknownRecipient, ErrMailboxFull, address.ErrInvalid, or a store
+// error (temporary).
+func (d *Deliverer) Resolve(ctx context.Context, rcpt string) (Target, error) {
+	if strings.EqualFold(rcpt, "postmaster") {
+		// RFC 5321 4.5.1: bare <postmaster> must be accepted.
+		acc, err := d.postmaster(ctx, "")
+		if err != nil {
+			return Target{}, err
+		}
+		return Target{Address: address.Address{Local: "postmaster"}, Account: acc}, nil
+	}
+	addr, err := address.Parse(rcpt)
+	if err != nil {
+		return Target{}, err
+	}
+	if _, err := d.st.GetDomain(ctx, addr.Domain); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return Target{}, fmt.Errorf("%s: %w", addr, ErrNotLocal)
+		}
+		return Target{}, err
+	}
+	t := Target{Address: addr}
+	acc, err := d.st.GetAccount(ctx, addr.String())
+	if errors.Is(err, store.ErrNotFound) {
+		if base, tag := addr.Base(d.opts.SubaddressDelimiter); tag != "" {
+			t.Detail = tag
+			acc, err = d.st.GetAccount(ctx, base.String())
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		lp := strings.ToLower(addr.Local)
+		if lp == "postmaster" || lp == "abuse" {
+			acc, err = d.postmaster(ctx, addr.Domain)
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return Target{}, fmt.Errorf("%s: %w", addr, ErrUnknownRecipient)
+	}
+	if err != nil {
+		return Target{}, err
+	}
+	if acc.QuotaBytes > 0 && acc.UsedBytes >= acc.QuotaBytes {
+		return Target{}, fmt.Errorf("%s: %w", addr, ErrMailboxFull)
+	}
+	t.Account = acc
+	return t, nil
+}
+
+// postmaster finds the account for postmaster@/abuse@ of domain ("" for
+// bare postmaster): the domain's configured one, the global one, or the
+// domain's oldest account.
+func (d *Deliverer) postmaster(ctx context.Context, domain string) (store.Account, error) {
+	if domain != "" {
+		dom, err := d.st.GetDomain(ctx, domain)
+		if err != nil {
+			return store.Account{}, err
+		}
+		if dom.Postmaster != "" {
+			return d.st.GetAccount(ctx, dom.Postmaster)
+		}
+	}
+	if d.opts.Postmaster != "" {
+		acc, err := d.st.GetAccount(ctx, d.opts.Postmaster)
+		if err == nil || !errors.Is(err, store.ErrNotFound) {
+			return acc, err
+		}
+	}
+	if domain == "" {
+		return store.Account{}, fmt.Errorf("postmaster: %w", store.ErrNotFound)
+	}
+	accs, err := d.st.ListAccounts(ctx, domain)
+	if err != nil {
+		return store.Account{}, err
+	}
+	var oldest *store.Account
+	for i := range accs {
+		if oldest == nil || accs[i].ID < oldest.ID {
+			oldest = &accs[i]
+		}
+	}
+	if oldest == nil {
+		return store.Account{}, fmt.Errorf("postmaster@%s: %w", domain, store.ErrNotFound)
+	}
+	return *oldest, nil
+}
+
+// Envelope is the SMTP envelope of a message.
+type Envelope struct {
+	From       string // "" for the null sender <>
+	Recipients []Target
+}
+
+// CountReceived counts Received: header fields in a header block.
+func CountReceived(header []byte) int {
+	n := 0
+	for _, line := range bytes.Split(header, []byte("\n")) {
+		if len(line) >= 9 && bytes.EqualFold(line[:9], []byte("received:")) {
+			n++
+		}
+	}
+	return n
+}
+
+// Deliver stores the spooled message for every recipient, durably, in one
+// store transaction. Recipients resolving to the same account get one
+// copy.
+func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]store.Delivered, error) {
+	if n := CountReceived(sp.Header(256 << 10)); n > d.opts.MaxReceived {
+		d.delivered.WithLabelValues("loop").Inc()
+		return nil, fmt.Errorf("%d Received headers, limit %d: %w", n, d.opts.MaxReceived, ErrLoop)
+	}
+	var summary []byte
+	if p, err := message.Parse(sp, sp.Size()); err == nil {
+		summary = p.Encode()
+	} else {
+		// Parsing is best-effort: IMAP parses lazily when no summary is
+		// cached. Only an I/O error lands here.
+		d.opts.Logger.Warn("summarise message", "err", err)
+	}
+	seen := map[int64]bool{}
+	var rcpts []store.Recipient
+	for _, t := range env.Recipients {
+		if seen[t.Account.ID] {
+			continue
+		}
+		seen[t.Account.ID] = true
+		rcpts = append(rcpts, store.Recipient{
+			AccountID: t.Account.ID,
+			Prefix:    Prefix(env.From, t.Address.String()),
+		})
+	}
+	out, err := d.st.Deliver(ctx, store.Delivery{Blob: sp, Summary: summary, Recipients: rcpts})
+	if err != nil {
+		d.delivered.WithLabelValues("failed").Inc()
+		return nil, err
+	}
+	d.delivered.WithLabelValues("delivered").Inc()
+	return out, nil
+}
+
+// Prefix is the per-recipient header block stored before the shared blob.
+func Prefix(from, rcpt string) []byte {
+	var b bytes.Buffer
+	b.WriteString("Return-Path: <")
+	b.WriteString(sanitize(from))
+	b.WriteString(">\r\nDelivered-To: ")
+	b.WriteString(sanitize(rcpt))
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
+// sanitize keeps a header value on one line whatever the envelope held.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return -1
+		}
+		return r
+	}, s)
+}

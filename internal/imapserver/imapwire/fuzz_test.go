@@ -1,0 +1,86 @@
+package imapwire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// FuzzReadCommand feeds arbitrary input to the command parser: it must never
+// panic, must stay within its limits, and every parsed search key must
+// format and parse back to the same key.
+func FuzzReadCommand(f *testing.F) {
+	seeds := []string{
+		"a LOGIN {3}\r\njoe {4+}\r\nsecr\r\n",
+		"a APPEND INBOX (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {5+}\r\nhello\r\n",
+		"a APPEND INBOX ~{3}\r\na\x00b UTF8 (~{1+}\r\nx)\r\n",
+		"a UID SEARCH RETURN (MIN COUNT SAVE) CHARSET UTF-8 OR (FROM x TO {2+}\r\nyz) NOT 1:*,$\r\n",
+		"a FETCH 1:* (BODY.PEEK[1.2.HEADER.FIELDS.NOT (A B)]<0.10> BINARY[1] UID) (CHANGEDSINCE 1)\r\n",
+		"a LIST (SUBSCRIBED) \"\" (% *) RETURN (STATUS (MESSAGES) CHILDREN)\r\n",
+		"a SELECT INBOX (QRESYNC (1 2 1:5 (1,3 2,9)))\r\n",
+		"a STORE 1,2:3 (UNCHANGEDSINCE 9) +FLAGS.SILENT \\Seen foo\r\n",
+		"a AUTHENTICATE PLAIN AGpvZQBzZWNyZXQ=\r\n",
+		"a ID (\"name\" NIL)\r\nb NOOP\r\n",
+		"a CREATE x (USE (\\Sent \\Archive))\r\n",
+		"a SETQUOTA \"\" (STORAGE 1)\r\n",
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewReader(bufio.NewReader(bytes.NewReader(data)))
+		r.MaxLine = 1000
+		r.MaxLiteral = 100
+		r.MaxAppend = 1000
+		r.Continue = func() error { return nil }
+		for i := 0; i < 20; i++ {
+			cmd, err := r.ReadCommand()
+			var pe *Error
+			if errors.As(err, &pe) {
+				if pe.Fatal {
+					return
+				}
+				continue
+			}
+			if err != nil {
+				if err != io.EOF && err != io.ErrUnexpectedEOF {
+					t.Fatalf("unexpected error type %T: %v", err, err)
+				}
+				return
+			}
+			if cmd.Tag == "" || cmd.Name == "" {
+				t.Fatalf("empty tag or name: %+v", cmd)
+			}
+			if a, ok := cmd.Args.(*SearchArgs); ok {
+				s := a.Key.String()
+				r2 := NewReader(bufio.NewReader(bytes.NewReader([]byte("t SEARCH " + s + "\r\n"))))
+				cmd2, err := r2.ReadCommand()
+				if err != nil {
+					t.Fatalf("reparse %q: %v", s, err)
+				}
+				if s2 := cmd2.Args.(*SearchArgs).Key.String(); s2 != s {
+					t.Fatalf("search round trip: %q -> %q", s, s2)
+				}
+			}
+		}
+	})
+}
+
+// FuzzMUTF7 checks that decoding never panics and that encoding the result
+// of a successful decode gives the input back.
+func FuzzMUTF7(f *testing.F) {
+	for _, s := range []string{"INBOX", "Entw&APw-rfe", "&-", "&2D3eAA-", "&U,BTFw-/&ZeVnLIqe-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := DecodeMUTF7(s)
+		if err != nil {
+			return
+		}
+		if e := EncodeMUTF7(d); e != s {
+			t.Fatalf("%q decodes to %q which encodes to %q", s, d, e)
+		}
+	})
+}

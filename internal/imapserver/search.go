@@ -1,0 +1,503 @@
+package imapserver
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mailstead/mailstead/internal/imapserver/imapwire"
+	"github.com/mailstead/mailstead/internal/message"
+	"github.com/mailstead/mailstead/internal/store"
+)
+
+const (
+	searchBatch    = 200
+	maxSearchText  = 16 << 20 // decoded text searched per message
+	costMeta       = 0
+	costHeader     = 1
+	costBody       = 2
+	searchCharsets = "UTF-8 US-ASCII"
+)
+
+// keyCost says what a key needs: metadata only, the header (and summary),
+// or the decoded body text.
+func keyCost(k *imapwire.SearchKey) int {
+	switch k.Op {
+	case "AND", "OR", "NOT":
+		c := costMeta
+		for _, sub := range k.Keys {
+			c = max(c, keyCost(sub))
+		}
+		return c
+	case "BCC", "CC", "FROM", "SUBJECT", "TO", "HEADER", "SENTBEFORE", "SENTON", "SENTSINCE":
+		return costHeader
+	case "BODY", "TEXT":
+		return costBody
+	}
+	return costMeta
+}
+
+// orderKeys sorts the children of every AND so cheap tests run first and
+// expensive ones only for messages that pass them.
+func orderKeys(k *imapwire.SearchKey) {
+	for _, sub := range k.Keys {
+		orderKeys(sub)
+	}
+	if k.Op == "AND" {
+		sort.SliceStable(k.Keys, func(i, j int) bool { return keyCost(k.Keys[i]) < keyCost(k.Keys[j]) })
+	}
+}
+
+// searchMsg is one candidate message with lazily loaded parts.
+type searchMsg struct {
+	meta   store.MessageMeta
+	seq    uint32
+	f      *fetchMsg // nil when only metadata was loaded
+	header []byte    // raw root header
+	text   []byte    // lower-cased decoded body text
+	loaded bool
+	failed bool
+}
+
+type searcher struct {
+	s      *session
+	ctx    context.Context
+	maxSeq uint32
+	maxUID uint32
+	now    time.Time
+	err    error
+}
+
+func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
+	a := cmd.Args.(*imapwire.SearchArgs)
+	if a.Charset != "" && a.Charset != "UTF-8" && a.Charset != "US-ASCII" {
+		return no("BADCHARSET ("+searchCharsets+")", "Unsupported charset")
+	}
+	var min_, max_, all, count, save bool
+	for _, r := range a.Return {
+		switch r {
+		case "MIN":
+			min_ = true
+		case "MAX":
+			max_ = true
+		case "ALL":
+			all = true
+		case "COUNT":
+			count = true
+		case "SAVE":
+			save = true
+		default:
+			return bad("Unknown search return option %s", r)
+		}
+	}
+	esearch := a.ReturnGiven || s.rev2
+	if esearch && !min_ && !max_ && !count && !save {
+		all = true // RETURN () means ALL
+	}
+	if !save && !all && !count && !min_ && !max_ {
+		all = true
+	}
+	hits, err := s.search(ctx, a.Key)
+	if err != nil {
+		if save {
+			s.view.saved = nil
+		}
+		return err
+	}
+	// hits are in ascending sequence (and UID) order.
+	nums := make([]uint32, len(hits))
+	for i, h := range hits {
+		if cmd.UID {
+			nums[i] = h.meta.UID
+		} else {
+			nums[i] = h.seq
+		}
+	}
+	if save {
+		var saved []uint32
+		if (min_ || max_) && !all && !count {
+			if len(hits) > 0 {
+				if min_ {
+					saved = append(saved, hits[0].meta.UID)
+				}
+				if max_ && (!min_ || len(hits) > 1) {
+					saved = append(saved, hits[len(hits)-1].meta.UID)
+				}
+			}
+		} else {
+			saved = make([]uint32, len(hits))
+			for i, h := range hits {
+				saved[i] = h.meta.UID
+			}
+		}
+		s.view.saved = saved
+	}
+	if !esearch {
+		s.w.Raw("* SEARCH")
+		for _, n := range nums {
+			s.w.SP()
+			s.w.Unum(n)
+		}
+		s.w.CRLF()
+		return nil
+	}
+	if save && !min_ && !max_ && !all && !count {
+		return nil // SAVE alone: no ESEARCH response (RFC 5182)
+	}
+	s.w.Raw("* ESEARCH (TAG ")
+	s.w.String(cmd.Tag)
+	s.w.Byte(')')
+	if cmd.UID {
+		s.w.Raw(" UID")
+	}
+	if len(nums) > 0 {
+		if min_ {
+			s.w.Raw(" MIN ")
+			s.w.Unum(nums[0])
+		}
+		if max_ {
+			s.w.Raw(" MAX ")
+			s.w.Unum(nums[len(nums)-1])
+		}
+		if all {
+			s.w.Raw(" ALL " + imapwire.CompactSet(nums))
+		}
+	}
+	if count {
+		s.w.Raw(" COUNT " + strconv.Itoa(len(nums)))
+	}
+	s.w.CRLF()
+	return nil
+}
+
+// search returns the messages of the view matching key, in sequence order.
+func (s *session) search(ctx context.Context, key *imapwire.SearchKey) ([]*searchMsg, error) {
+	v := s.view
+	st := s.srv.cfg.Store
+	orderKeys(key)
+	list, err := st.ListMessages(ctx, v.mb.ID)
+	if err != nil {
+		return nil, err
+	}
+	// Align the store's listing with the view: messages the client does
+	// not know yet are not searched, expunged ones cannot match.
+	cands := make([]*searchMsg, 0, len(v.uids))
+	for _, m := range list {
+		if seq := v.seq(m.UID); seq != 0 {
+			cands = append(cands, &searchMsg{meta: m, seq: seq})
+		}
+	}
+	sr := &searcher{s: s, ctx: ctx, maxSeq: uint32(len(v.uids)), maxUID: v.maxUID(), now: s.srv.now()}
+	needContent := keyCost(key) > costMeta
+	var hits []*searchMsg
+	for i := 0; i < len(cands); i += searchBatch {
+		chunk := cands[i:min(i+searchBatch, len(cands))]
+		if needContent {
+			uids := make([]uint32, len(chunk))
+			for j, c := range chunk {
+				uids[j] = c.meta.UID
+			}
+			msgs, err := st.GetMessages(ctx, v.mb.ID, uids)
+			if err != nil {
+				return nil, err
+			}
+			byUID := make(map[uint32]store.Message, len(msgs))
+			for _, m := range msgs {
+				byUID[m.UID] = m
+			}
+			for _, c := range chunk {
+				if m, ok := byUID[c.meta.UID]; ok {
+					c.f = &fetchMsg{s: s, ctx: ctx, m: m}
+				}
+			}
+		}
+		for _, c := range chunk {
+			ok := sr.match(c, key)
+			if c.f != nil {
+				c.f.close()
+				c.f = nil
+			}
+			c.header, c.text = nil, nil
+			if sr.err != nil {
+				return nil, sr.err
+			}
+			if ok {
+				hits = append(hits, c)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return hits, nil
+}
+
+func sameDay(t time.Time, d time.Time) int {
+	y1, m1, d1 := t.Date()
+	y2, m2, d2 := d.Date()
+	switch {
+	case y1 != y2:
+		return cmpInt(y1, y2)
+	case m1 != m2:
+		return cmpInt(int(m1), int(m2))
+	}
+	return cmpInt(d1, d2)
+}
+
+func cmpInt(a, b int) int {
+	if a < b {
+		return -1
+	}
+	if a > b {
+		return 1
+	}
+	return 0
+}
+
+func dateCmp(op string, t, d time.Time) bool {
+	c := sameDay(t, d)
+	switch {
+	case strings.HasSuffix(op, "BEFORE"):
+		return c < 0
+	case strings.HasSuffix(op, "ON"):
+		return c == 0
+	default: // SINCE
+		return c >= 0
+	}
+}
+
+func (sr *searcher) match(m *searchMsg, k *imapwire.SearchKey) bool {
+	if sr.err != nil {
+		return false
+	}
+	v := sr.s.view
+	meta := &m.meta
+	switch k.Op {
+	case "AND":
+		for _, sub := range k.Keys {
+			if !sr.match(m, sub) {
+				return false
+			}
+		}
+		return true
+	case "OR":
+		return sr.match(m, k.Keys[0]) || sr.match(m, k.Keys[1])
+	case "NOT":
+		return !sr.match(m, k.Keys[0])
+	case "ALL", "SAVEDATESUPPORTED":
+		return true
+	case "SEQ":
+		if k.Set.Saved {
+			return containsUID(v.saved, meta.UID)
+		}
+		return k.Set.Contains(m.seq, sr.maxSeq)
+	case "UID":
+		if k.Set.Saved {
+			return containsUID(v.saved, meta.UID)
+		}
+		return k.Set.Contains(meta.UID, sr.maxUID)
+	case "ANSWERED":
+		return meta.Flags&store.FlagAnswered != 0
+	case "DELETED":
+		return meta.Flags&store.FlagDeleted != 0
+	case "DRAFT":
+		return meta.Flags&store.FlagDraft != 0
+	case "FLAGGED":
+		return meta.Flags&store.FlagFlagged != 0
+	case "SEEN":
+		return meta.Flags&store.FlagSeen != 0
+	case "UNANSWERED":
+		return meta.Flags&store.FlagAnswered == 0
+	case "UNDELETED":
+		return meta.Flags&store.FlagDeleted == 0
+	case "UNDRAFT":
+		return meta.Flags&store.FlagDraft == 0
+	case "UNFLAGGED":
+		return meta.Flags&store.FlagFlagged == 0
+	case "UNSEEN":
+		return meta.Flags&store.FlagSeen == 0
+	case "RECENT":
+		return v.isRecent(meta.UID)
+	case "NEW":
+		return v.isRecent(meta.UID) && meta.Flags&store.FlagSeen == 0
+	case "OLD":
+		return !v.isRecent(meta.UID)
+	case "KEYWORD", "UNKEYWORD":
+		has := hasKeyword(meta, k.Str)
+		return has == (k.Op == "KEYWORD")
+	case "BEFORE", "ON", "SINCE":
+		return dateCmp(k.Op, meta.InternalDate, k.Date)
+	case "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE":
+		d := meta.SaveDate
+		if d.IsZero() {
+			d = meta.InternalDate
+		}
+		return dateCmp(k.Op, d, k.Date)
+	case "LARGER":
+		return meta.Size > k.Num
+	case "SMALLER":
+		return meta.Size < k.Num
+	case "OLDER":
+		return sr.now.Sub(meta.InternalDate) >= time.Duration(k.Num)*time.Second
+	case "YOUNGER":
+		return sr.now.Sub(meta.InternalDate) <= time.Duration(k.Num)*time.Second
+	case "MODSEQ":
+		return meta.ModSeq >= k.Num
+	case "EMAILID":
+		return meta.EmailID == k.Str
+	case "THREADID":
+		return meta.ThreadID != "" && meta.ThreadID == k.Str
+	case "SENTBEFORE", "SENTON", "SENTSINCE":
+		p := sr.summary(m)
+		d := meta.InternalDate
+		if p != nil && p.Envelope != nil {
+			if t, ok := message.Date(p.Envelope); ok {
+				d = t
+			}
+		}
+		return dateCmp(k.Op, d, k.Date)
+	case "BCC", "CC", "FROM", "SUBJECT", "TO":
+		return sr.headerContains(m, k.Op, k.Str)
+	case "HEADER":
+		return sr.headerContains(m, k.Field, k.Str)
+	case "BODY":
+		return sr.bodyContains(m, k.Str)
+	case "TEXT":
+		return sr.headerContains(m, "", k.Str) || sr.bodyContains(m, k.Str)
+	}
+	return false
+}
+
+func containsUID(l []uint32, u uint32) bool {
+	i := sort.Search(len(l), func(i int) bool { return l[i] >= u })
+	if i < len(l) && l[i] == u {
+		return true
+	}
+	// "$" after SAVE with MIN/MAX is not necessarily sorted.
+	for _, x := range l {
+		if x == u {
+			return true
+		}
+	}
+	return false
+}
+
+func hasKeyword(m *store.MessageMeta, kw string) bool {
+	if strings.HasPrefix(kw, `\`) {
+		f, _ := store.FlagsFromNames([]string{kw})
+		return f != 0 && m.Flags&f == f
+	}
+	for _, k := range m.Keywords {
+		if strings.EqualFold(k, kw) {
+			return true
+		}
+	}
+	return false
+}
+
+func (sr *searcher) summary(m *searchMsg) *message.Part {
+	if m.f == nil || m.failed {
+		return nil
+	}
+	p, err := m.f.summary()
+	if err != nil {
+		sr.s.log.Warn("imap search: message unreadable", "uid", m.meta.UID, "err", err)
+		m.failed = true
+		return nil
+	}
+	return p
+}
+
+// rootHeader returns the raw header of the message, prefix included.
+func (sr *searcher) rootHeader(m *searchMsg) []byte {
+	if m.header != nil {
+		return m.header
+	}
+	p := sr.summary(m)
+	if p == nil {
+		return nil
+	}
+	c, err := m.f.open()
+	if err != nil {
+		m.failed = true
+		return nil
+	}
+	h, err := message.ReadHeader(c, 0, clamp(c.PrefixLen()+p.BodyStart, c.Size()))
+	if err != nil {
+		m.failed = true
+		return nil
+	}
+	m.header = h
+	return h
+}
+
+// headerContains reports whether a header field (every field when name is
+// "") contains needle after decoding encoded words, case-insensitively.
+// An empty needle matches when the field exists.
+func (sr *searcher) headerContains(m *searchMsg, name, needle string) bool {
+	h := sr.rootHeader(m)
+	if h == nil {
+		return false
+	}
+	needle = strings.ToLower(needle)
+	if name == "" {
+		return strings.Contains(strings.ToLower(message.DecodeHeaderValue(string(h))), needle)
+	}
+	for _, v := range message.HeaderValues(h, name) {
+		if needle == "" || strings.Contains(strings.ToLower(message.DecodeHeaderValue(v)), needle) {
+			return true
+		}
+	}
+	return false
+}
+
+// bodyContains searches the decoded text of the message's text parts (and
+// of embedded messages, headers included).
+func (sr *searcher) bodyContains(m *searchMsg, needle string) bool {
+	if !m.loaded {
+		m.loaded = true
+		p := sr.summary(m)
+		if p == nil {
+			return false
+		}
+		c, err := m.f.open()
+		if err != nil {
+			m.failed = true
+			return false
+		}
+		var buf bytes.Buffer
+		collectText(&buf, c, p, true)
+		m.text = bytes.ToLower(buf.Bytes())
+	}
+	return bytes.Contains(m.text, []byte(strings.ToLower(needle)))
+}
+
+func collectText(buf *bytes.Buffer, c *store.Content, p *message.Part, root bool) {
+	if buf.Len() >= maxSearchText {
+		return
+	}
+	pl := c.PrefixLen()
+	switch {
+	case p.MediaType == "multipart":
+		for _, sub := range p.Parts {
+			collectText(buf, c, sub, false)
+		}
+	case p.Message != nil:
+		mh, err := message.ReadHeader(c, clamp(pl+p.Message.HeaderStart, c.Size()), clamp(pl+p.Message.BodyStart, c.Size()))
+		if err == nil {
+			buf.WriteString(message.DecodeHeaderValue(string(mh)))
+			buf.WriteByte('\n')
+		}
+		collectText(buf, c, p.Message, false)
+	case p.MediaType == "text" || (root && p.MediaType == ""):
+		start, end := clamp(pl+p.BodyStart, c.Size()), clamp(pl+p.BodyEnd, c.Size())
+		r := message.DecodeReader(p.Encoding, io.NewSectionReader(c, start, end-start))
+		r = message.CharsetReader(p.Charset(), r)
+		io.Copy(buf, io.LimitReader(r, int64(maxSearchText-buf.Len())))
+		buf.WriteByte('\n')
+	}
+}

@@ -1,0 +1,340 @@
+package imapserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailstead/mailstead/internal/store"
+)
+
+// Store is the subset of store.Store the IMAP server uses.
+type Store interface {
+	GetAccountByID(ctx context.Context, id int64) (store.Account, error)
+
+	ListMailboxes(ctx context.Context, accountID int64) ([]store.Mailbox, error)
+	GetMailbox(ctx context.Context, accountID int64, name string) (store.Mailbox, error)
+	GetMailboxByID(ctx context.Context, id int64) (store.Mailbox, error)
+	CreateMailbox(ctx context.Context, accountID int64, name, role string, uidValidity uint32) (store.Mailbox, error)
+	DeleteMailbox(ctx context.Context, id int64) error
+	RenameMailbox(ctx context.Context, id int64, newName string) error
+	SetSubscribed(ctx context.Context, accountID int64, name string, subscribed bool) error
+	Subscriptions(ctx context.Context, accountID int64) ([]string, error)
+	MailboxStatus(ctx context.Context, id int64) (store.Status, error)
+
+	Deliver(ctx context.Context, d store.Delivery) ([]store.Delivered, error)
+	ListMessages(ctx context.Context, mailboxID int64) ([]store.MessageMeta, error)
+	GetMessages(ctx context.Context, mailboxID int64, uids []uint32) ([]store.Message, error)
+	Changes(ctx context.Context, mailboxID int64, sinceModSeq int64) (store.Changes, error)
+	OpenBlob(ctx context.Context, blobID int64) (store.BlobReader, error)
+	StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, u store.FlagUpdate) (store.StoreResult, error)
+	Copy(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (store.CopyResult, error)
+	Move(ctx context.Context, srcMailboxID int64, uids []uint32, dstMailboxID int64) (store.CopyResult, error)
+	Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
+	ClaimRecent(ctx context.Context, mailboxID int64) (uint32, error)
+	Watch(mailboxID int64) (<-chan struct{}, func())
+}
+
+// Authenticator checks credentials. On failure it has already applied the
+// configured failed-authentication delay (in the caller's goroutine, so
+// other clients are unaffected) and returns an error.
+type Authenticator interface {
+	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (store.Account, error)
+}
+
+// Config configures a Server.
+type Config struct {
+	Hostname  string
+	Store     Store
+	Auth      Authenticator
+	TLSConfig *tls.Config // nil: no STARTTLS
+	// ImplicitTLS makes every connection start with a TLS handshake
+	// (port 993).
+	ImplicitTLS bool
+	// AllowInsecureAuth permits LOGIN and AUTHENTICATE PLAIN on
+	// connections without TLS.
+	AllowInsecureAuth bool
+	Logger            *slog.Logger
+	Metrics           prometheus.Registerer // may be nil
+
+	IdleTimeout       time.Duration // default 30 minutes
+	MaxLiteral        int64         // argument literals, default 64 KiB
+	MaxLine           int           // default 64 KiB
+	MaxConnsPerUserIP int           // default 50
+	AppendLimit       int64         // default 64 MiB
+	Now               func() time.Time
+}
+
+// Server is an IMAP server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perUserIP map[userIP]int
+	closing   atomic.Bool
+	done      chan struct{} // closed on Shutdown
+	wg        sync.WaitGroup
+	nextID    atomic.Uint64
+}
+
+type userIP struct {
+	account int64
+	ip      netip.Addr
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Auth == nil {
+		return nil, errors.New("imapserver: Store and Auth are required")
+	}
+	if cfg.ImplicitTLS && cfg.TLSConfig == nil {
+		return nil, errors.New("imapserver: ImplicitTLS needs a TLSConfig")
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Minute
+	}
+	if cfg.MaxLiteral <= 0 {
+		cfg.MaxLiteral = 64 * 1024
+	}
+	if cfg.MaxLine <= 0 {
+		cfg.MaxLine = 64 * 1024
+	}
+	if cfg.MaxConnsPerUserIP <= 0 {
+		cfg.MaxConnsPerUserIP = 50
+	}
+	if cfg.AppendLimit <= 0 {
+		cfg.AppendLimit = 64 << 20
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		now:       now,
+		metrics:   m,
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+		perUserIP: map[userIP]int{},
+		done:      make(chan struct{}),
+	}, nil
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("imapserver: server closed")
+
+// Serve accepts connections on l until Shutdown. The listener may hand out
+// PROXY-protocol wrapped connections: the remote address is read inside
+// the connection's goroutine, where reading the header may block.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("imap accept", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("imap accept: %w", err)
+		}
+		backoff = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(c)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// ServeConn serves one connection and returns when it is closed.
+func (s *Server) ServeConn(c net.Conn) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	s.serveConn(c)
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	if s.closing.Load() {
+		c.Close()
+		return
+	}
+	sess := newSession(s, c)
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	s.metrics.sessions.Inc()
+	defer func() {
+		s.metrics.sessions.Dec()
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+	sess.serve()
+}
+
+// Shutdown stops accepting connections, tells every session goodbye (a
+// session finishes the command it is executing first) and waits until all
+// sessions ended or ctx is done; then remaining connections are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.closing.Swap(true) {
+		close(s.done)
+	}
+	for l := range s.listeners {
+		l.Close()
+	}
+	for sess := range s.sessions {
+		sess.interrupt()
+	}
+	s.mu.Unlock()
+	waited := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.conn.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// acquireUserIP counts a logged-in session against the per-user-per-IP
+// limit; it returns false when the limit is reached.
+func (s *Server) acquireUserIP(account int64, ip netip.Addr) bool {
+	k := userIP{account, ip}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUserIP[k] >= s.cfg.MaxConnsPerUserIP {
+		return false
+	}
+	s.perUserIP[k]++
+	return true
+}
+
+func (s *Server) releaseUserIP(account int64, ip netip.Addr) {
+	k := userIP{account, ip}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUserIP[k] <= 1 {
+		delete(s.perUserIP, k)
+	} else {
+		s.perUserIP[k]--
+	}
+}
+
+type metrics struct {
+	connections  prometheus.Counter
+	sessions     prometheus.Gauge
+	commands     *prometheus.CounterVec
+	authFailures prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mailstead", Subsystem: "imap", Name: "connections_total",
+			Help: "IMAP connections accepted.",
+		}),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "mailstead", Subsystem: "imap", Name: "sessions",
+			Help: "IMAP sessions currently open.",
+		}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mailstead", Subsystem: "imap", Name: "commands_total",
+			Help: "IMAP commands by name and result (ok, no, bad).",
+		}, []string{"command", "result"}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "mailstead", Subsystem: "imap", Name: "auth_failures_total",
+			Help: "Failed IMAP authentications.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	// Two servers (ports 143 and 993) share one registry: the second
+	// uses the collectors the first registered.
+	register := func(c prometheus.Collector) (prometheus.Collector, error) {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return are.ExistingCollector, nil
+			}
+			return nil, fmt.Errorf("imapserver: register metrics: %w", err)
+		}
+		return c, nil
+	}
+	var err error
+	var c prometheus.Collector
+	if c, err = register(m.connections); err != nil {
+		return nil, err
+	}
+	m.connections = c.(prometheus.Counter)
+	if c, err = register(m.sessions); err != nil {
+		return nil, err
+	}
+	m.sessions = c.(prometheus.Gauge)
+	if c, err = register(m.commands); err != nil {
+		return nil, err
+	}
+	m.commands = c.(*prometheus.CounterVec)
+	if c, err = register(m.authFailures); err != nil {
+		return nil, err
+	}
+	m.authFailures = c.(prometheus.Counter)
+	return m, nil
+}

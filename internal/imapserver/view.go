@@ -1,0 +1,406 @@
+package imapserver
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+
+	"github.com/mailstead/mailstead/internal/imapserver/imapwire"
+	"github.com/mailstead/mailstead/internal/store"
+)
+
+// view is a session's picture of its selected mailbox: the UIDs the client
+// knows, in sequence-number order, and the MODSEQ up to which changes have
+// been reported. The store is the truth; the view lags behind it until
+// the session may tell the client (see poll).
+//
+// It is deliberately small (4 bytes per message) so that thousands of
+// idle sessions stay cheap: flags are loaded from the store when needed.
+type view struct {
+	mb       store.Mailbox
+	readOnly bool
+	uids     []uint32 // seq-1 -> UID, ascending
+	modseq   int64    // every change up to this MODSEQ is reflected in uids/reported
+	watch    <-chan struct{}
+	stop     func()
+	// dirty forces the next poll to query the store even without a
+	// watch signal (after our own changes, NOOP, ...).
+	dirty bool
+	// self holds MODSEQs of flag changes this session made and already
+	// reported in its own FETCH responses, so poll does not repeat them.
+	self map[int64]struct{}
+	// recent are UID ranges that are \Recent in this session (IMAP4rev1).
+	recent []uidRange
+	// saved is the SEARCHRES result ("$"), as UIDs.
+	saved []uint32
+}
+
+type uidRange struct{ lo, hi uint32 }
+
+func (v *view) close() {
+	if v.stop != nil {
+		v.stop()
+		v.stop = nil
+	}
+}
+
+// seq returns the sequence number of uid, 0 if not in the view.
+func (v *view) seq(uid uint32) uint32 {
+	i := sort.Search(len(v.uids), func(i int) bool { return v.uids[i] >= uid })
+	if i < len(v.uids) && v.uids[i] == uid {
+		return uint32(i + 1)
+	}
+	return 0
+}
+
+func (v *view) maxUID() uint32 {
+	if len(v.uids) == 0 {
+		return 0
+	}
+	return v.uids[len(v.uids)-1]
+}
+
+func (v *view) isRecent(uid uint32) bool {
+	for _, r := range v.recent {
+		if r.lo <= uid && uid <= r.hi {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *view) recentCount() int {
+	n := 0
+	for _, r := range v.recent {
+		i := sort.Search(len(v.uids), func(i int) bool { return v.uids[i] >= r.lo })
+		j := sort.Search(len(v.uids), func(i int) bool { return v.uids[i] > r.hi })
+		n += j - i
+	}
+	return n
+}
+
+// claimRecent asks the store which messages up to the current maximum UID
+// are \Recent for this session.
+func (s *session) claimRecent(ctx context.Context) error {
+	v := s.view
+	if v.readOnly || len(v.uids) == 0 {
+		return nil
+	}
+	lo, err := s.srv.cfg.Store.ClaimRecent(ctx, v.mb.ID)
+	if err != nil {
+		return err
+	}
+	if lo == 0 {
+		lo = 1
+	}
+	if lo <= v.maxUID() {
+		v.recent = append(v.recent, uidRange{lo, v.maxUID()})
+	}
+	return nil
+}
+
+// resolve turns a sequence set (or UID set) into UIDs present in the view,
+// ascending and without duplicates.
+func (s *session) resolve(set imapwire.NumSet, uid bool) ([]uint32, error) {
+	v := s.view
+	if set.Saved {
+		if !uid {
+			// "$" holds UIDs; keep those still in the view.
+			out := make([]uint32, 0, len(v.saved))
+			for _, u := range v.saved {
+				if v.seq(u) != 0 {
+					out = append(out, u)
+				}
+			}
+			return out, nil
+		}
+		return append([]uint32(nil), v.saved...), nil
+	}
+	var out []uint32
+	if uid {
+		for _, r := range set.Resolve(v.maxUID()) {
+			i := sort.Search(len(v.uids), func(i int) bool { return v.uids[i] >= r.Start })
+			for ; i < len(v.uids) && v.uids[i] <= r.Stop; i++ {
+				out = append(out, v.uids[i])
+			}
+		}
+		return out, nil
+	}
+	n := uint32(len(v.uids))
+	for _, r := range set.Resolve(n) {
+		if r.Start > n || r.Stop > n {
+			return nil, bad("Sequence number out of range (mailbox has %d messages)", n)
+		}
+		out = append(out, v.uids[r.Start-1:r.Stop]...)
+	}
+	return out, nil
+}
+
+func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
+	a := cmd.Args.(*imapwire.SelectArgs)
+	// A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2).
+	if s.view != nil {
+		s.view.close()
+		s.view = nil
+		s.state = stateAuth
+		s.w.Raw("* OK [CLOSED] Previous mailbox closed\r\n")
+	}
+	name, err := s.mailboxName(a.Mailbox)
+	if err != nil {
+		return err
+	}
+	st := s.srv.cfg.Store
+	mb, err := st.GetMailbox(ctx, s.acct.ID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return no("NONEXISTENT", "Mailbox does not exist")
+	} else if err != nil {
+		return err
+	}
+	v := &view{mb: mb, readOnly: cmd.Name == "EXAMINE", self: map[int64]struct{}{}}
+	// Watch before reading so no change falls between reading and
+	// watching.
+	v.watch, v.stop = st.Watch(mb.ID)
+	status, err := st.MailboxStatus(ctx, mb.ID)
+	if err != nil {
+		v.close()
+		return err
+	}
+	msgs, err := st.ListMessages(ctx, mb.ID)
+	if err != nil {
+		v.close()
+		return err
+	}
+	v.modseq = status.HighestModSeq
+	v.uids = make([]uint32, len(msgs))
+	keywords := map[string]struct{}{}
+	var kwList []string
+	firstUnseen := uint32(0)
+	for i, m := range msgs {
+		v.uids[i] = m.UID
+		for _, k := range m.Keywords {
+			lk := strings.ToLower(k)
+			if _, ok := keywords[lk]; !ok && len(kwList) < maxKeywordsFlags {
+				keywords[lk] = struct{}{}
+				kwList = append(kwList, k)
+			}
+		}
+		if firstUnseen == 0 && m.Flags&store.FlagSeen == 0 {
+			firstUnseen = uint32(i + 1)
+		}
+	}
+	s.view = v
+	s.state = stateSelected
+	if err := s.claimRecent(ctx); err != nil {
+		s.log.Warn("imap claim recent", "err", err)
+	}
+	sort.Strings(kwList)
+	flags := "\\Seen \\Answered \\Flagged \\Deleted \\Draft"
+	for _, k := range kwList {
+		flags += " " + k
+	}
+	s.w.Raw("* FLAGS (" + flags + ")\r\n")
+	if v.readOnly {
+		s.w.Raw("* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
+	} else {
+		s.w.Raw("* OK [PERMANENTFLAGS (" + flags + " \\*)] Flags permitted\r\n")
+	}
+	s.w.Raw("* ")
+	s.w.Num(int64(len(v.uids)))
+	s.w.Raw(" EXISTS\r\n")
+	if !s.rev2 {
+		s.w.Raw("* ")
+		s.w.Num(int64(v.recentCount()))
+		s.w.Raw(" RECENT\r\n")
+		if firstUnseen > 0 {
+			s.w.Raw("* OK [UNSEEN ")
+			s.w.Unum(firstUnseen)
+			s.w.Raw("] First unseen message\r\n")
+		}
+	}
+	s.w.Raw("* OK [UIDVALIDITY ")
+	s.w.Unum(status.UIDValidity)
+	s.w.Raw("] UIDs valid\r\n* OK [UIDNEXT ")
+	s.w.Unum(status.UIDNext)
+	s.w.Raw("] Predicted next UID\r\n")
+	if s.rev2 {
+		s.w.Raw(`* LIST () "/" `)
+		s.writeMailbox(mb.Name)
+		s.w.CRLF()
+	}
+	if v.readOnly {
+		s.respCode = "READ-ONLY"
+	} else {
+		s.respCode = "READ-WRITE"
+	}
+	return nil
+}
+
+func (s *session) cmdClose(ctx context.Context, cmd *imapwire.Command) error {
+	v := s.view
+	if cmd.Name == "CLOSE" && !v.readOnly {
+		// CLOSE expunges silently.
+		if _, err := s.srv.cfg.Store.Expunge(ctx, v.mb.ID, nil); err != nil {
+			return err
+		}
+	}
+	v.close()
+	s.view = nil
+	s.state = stateAuth
+	return nil
+}
+
+// poll reports what changed in the selected mailbox since the view was
+// last brought up to date: EXPUNGE, EXISTS (and RECENT), and FETCH FLAGS
+// for changes made by other sessions. When expunge is false (during FETCH,
+// STORE and SEARCH by sequence number) nothing is reported: expunges may
+// not be, and reporting newer flag changes while holding back older
+// expunges would make the MODSEQ bookkeeping lie.
+func (s *session) poll(ctx context.Context, expunge bool) error {
+	v := s.view
+	if !expunge {
+		return nil
+	}
+	select {
+	case <-v.watch:
+	default:
+		if !v.dirty {
+			return nil
+		}
+	}
+	v.dirty = false
+	ch, err := s.srv.cfg.Store.Changes(ctx, v.mb.ID, v.modseq)
+	if errors.Is(err, store.ErrNotFound) {
+		s.w.Status("*", "BYE", "", "Selected mailbox was deleted")
+		s.state = stateLogout
+		return errBye
+	}
+	if err != nil {
+		v.dirty = true
+		return err
+	}
+	// Expunges. Sent highest sequence number first so each number is
+	// still valid when the client reads it.
+	var gone []int
+	if ch.ExpungesPruned {
+		all, err := s.srv.cfg.Store.ListMessages(ctx, v.mb.ID)
+		if err != nil {
+			v.dirty = true
+			return err
+		}
+		present := make(map[uint32]struct{}, len(all))
+		for _, m := range all {
+			present[m.UID] = struct{}{}
+		}
+		for i, u := range v.uids {
+			if _, ok := present[u]; !ok {
+				gone = append(gone, i)
+			}
+		}
+	} else {
+		for _, e := range ch.Expunged {
+			if seq := v.seq(e.UID); seq != 0 {
+				gone = append(gone, int(seq-1))
+			}
+		}
+		sort.Ints(gone)
+	}
+	if len(gone) > 0 {
+		for k := len(gone) - 1; k >= 0; k-- {
+			s.w.Raw("* ")
+			s.w.Num(int64(gone[k] + 1))
+			s.w.Raw(" EXPUNGE\r\n")
+		}
+		out := v.uids[:0]
+		k := 0
+		for i, u := range v.uids {
+			if k < len(gone) && gone[k] == i {
+				k++
+				continue
+			}
+			out = append(out, u)
+		}
+		v.uids = out
+	}
+	// Flag changes of known messages, then new messages.
+	oldMax := v.maxUID()
+	var added int
+	for _, m := range ch.Changed {
+		if m.UID > oldMax {
+			if m.UID > v.maxUID() {
+				v.uids = append(v.uids, m.UID)
+				added++
+			}
+			continue
+		}
+		if _, mine := v.self[m.ModSeq]; mine {
+			continue
+		}
+		seq := v.seq(m.UID)
+		if seq == 0 {
+			continue
+		}
+		s.w.Raw("* ")
+		s.w.Unum(seq)
+		s.w.Raw(" FETCH (")
+		s.writeFlags(m)
+		s.w.Raw(" UID ")
+		s.w.Unum(m.UID)
+		s.w.Raw(")\r\n")
+	}
+	if added > 0 || len(gone) > 0 {
+		if added > 0 && !s.rev2 {
+			if err := s.claimRecent(ctx); err != nil {
+				s.log.Warn("imap claim recent", "err", err)
+			}
+		}
+		if added > 0 {
+			s.w.Raw("* ")
+			s.w.Num(int64(len(v.uids)))
+			s.w.Raw(" EXISTS\r\n")
+			if !s.rev2 {
+				s.w.Raw("* ")
+				s.w.Num(int64(v.recentCount()))
+				s.w.Raw(" RECENT\r\n")
+			}
+		}
+	}
+	if ch.HighestModSeq > v.modseq {
+		v.modseq = ch.HighestModSeq
+	}
+	for m := range v.self {
+		if m <= v.modseq {
+			delete(v.self, m)
+		}
+	}
+	return nil
+}
+
+// writeFlags writes "FLAGS (...)" for m, with \Recent for IMAP4rev1.
+func (s *session) writeFlags(m store.MessageMeta) {
+	s.w.Raw("FLAGS (")
+	first := true
+	for _, fn := range store.FlagNames {
+		if m.Flags&fn.Flag != 0 {
+			if !first {
+				s.w.SP()
+			}
+			s.w.Raw(fn.Name)
+			first = false
+		}
+	}
+	for _, k := range m.Keywords {
+		if !first {
+			s.w.SP()
+		}
+		s.w.Raw(k)
+		first = false
+	}
+	if !s.rev2 && s.view != nil && s.view.isRecent(m.UID) {
+		if !first {
+			s.w.SP()
+		}
+		s.w.Raw(`\Recent`)
+	}
+	s.w.Byte(')')
+}

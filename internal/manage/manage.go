@@ -1,0 +1,284 @@
+// Package manage implements the administrative operations on mail data —
+// domains and accounts now, aliases and more later — once, for every front
+// end: the CLI (directly or through the control socket of a running
+// server) and, later, the admin API and `apply`.
+package manage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mailstead/mailstead/internal/account"
+	"github.com/mailstead/mailstead/internal/address"
+	"github.com/mailstead/mailstead/internal/control"
+	"github.com/mailstead/mailstead/internal/store"
+)
+
+// Ops runs operations against a store.
+type Ops struct {
+	St store.Store
+	// DefaultQuota applies to new accounts that name none.
+	DefaultQuota int64
+}
+
+// Register adds every operation to r.
+func (o *Ops) Register(r *control.Registry) {
+	control.Register(r, "domain.add", o.DomainAdd)
+	control.Register(r, "domain.list", o.DomainList)
+	control.Register(r, "domain.del", o.DomainDel)
+	control.Register(r, "account.add", o.AccountAdd)
+	control.Register(r, "account.list", o.AccountList)
+	control.Register(r, "account.show", o.AccountShow)
+	control.Register(r, "account.passwd", o.AccountPasswd)
+	control.Register(r, "account.del", o.AccountDel)
+	control.Register(r, "account.quota", o.AccountQuota)
+}
+
+// DomainArgs names a domain.
+type DomainArgs struct {
+	Name       string `json:"name"`
+	Postmaster string `json:"postmaster,omitempty"`
+}
+
+// DomainInfo describes a domain.
+type DomainInfo struct {
+	Name       string    `json:"name"`
+	Display    string    `json:"display"` // U-label form
+	Postmaster string    `json:"postmaster,omitempty"`
+	Accounts   int       `json:"accounts"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+func (o *Ops) DomainAdd(ctx context.Context, a DomainArgs) (DomainInfo, error) {
+	d, err := address.Domain(a.Name)
+	if err != nil {
+		return DomainInfo{}, err
+	}
+	pm := ""
+	if a.Postmaster != "" {
+		p, err := address.Parse(a.Postmaster)
+		if err != nil {
+			return DomainInfo{}, fmt.Errorf("postmaster: %w", err)
+		}
+		pm = p.String()
+	}
+	if err := o.St.AddDomain(ctx, store.Domain{Name: d, Postmaster: pm}); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return DomainInfo{}, fmt.Errorf("domain %s already exists", d)
+		}
+		return DomainInfo{}, err
+	}
+	return o.domainInfo(ctx, d)
+}
+
+func (o *Ops) domainInfo(ctx context.Context, name string) (DomainInfo, error) {
+	d, err := o.St.GetDomain(ctx, name)
+	if err != nil {
+		return DomainInfo{}, err
+	}
+	accs, err := o.St.ListAccounts(ctx, name)
+	if err != nil {
+		return DomainInfo{}, err
+	}
+	return DomainInfo{Name: d.Name, Display: address.DisplayDomain(d.Name), Postmaster: d.Postmaster, Accounts: len(accs), CreatedAt: d.CreatedAt}, nil
+}
+
+func (o *Ops) DomainList(ctx context.Context, _ struct{}) ([]DomainInfo, error) {
+	ds, err := o.St.ListDomains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []DomainInfo{}
+	for _, d := range ds {
+		info, err := o.domainInfo(ctx, d.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+func (o *Ops) DomainDel(ctx context.Context, a DomainArgs) (struct{}, error) {
+	d, err := address.Domain(a.Name)
+	if err != nil {
+		return struct{}{}, err
+	}
+	err = o.St.DeleteDomain(ctx, d)
+	if errors.Is(err, store.ErrMailboxInUse) {
+		return struct{}{}, fmt.Errorf("domain %s still has accounts: delete them first", d)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return struct{}{}, fmt.Errorf("no domain %s", d)
+	}
+	return struct{}{}, err
+}
+
+// AccountArgs are the arguments of the account operations.
+type AccountArgs struct {
+	Address string `json:"address"`
+	// PasswordHash is computed by the caller (the CLI hashes, so the
+	// plain password never leaves its process) or imported.
+	PasswordHash string `json:"password_hash,omitempty"`
+	QuotaBytes   *int64 `json:"quota_bytes,omitempty"`
+	CreateDomain bool   `json:"create_domain,omitempty"`
+}
+
+// AccountInfo describes an account. No password hash: it is not for
+// display.
+type AccountInfo struct {
+	ID         int64         `json:"id"`
+	Address    string        `json:"address"`
+	Domain     string        `json:"domain"`
+	QuotaBytes int64         `json:"quota_bytes"`
+	UsedBytes  int64         `json:"used_bytes"`
+	Disabled   bool          `json:"disabled"`
+	CreatedAt  time.Time     `json:"created_at"`
+	Mailboxes  []MailboxInfo `json:"mailboxes,omitempty"`
+}
+
+// MailboxInfo summarises a mailbox for `account show`.
+type MailboxInfo struct {
+	Name     string `json:"name"`
+	Role     string `json:"role,omitempty"`
+	Messages uint32 `json:"messages"`
+	Unseen   uint32 `json:"unseen"`
+	Size     int64  `json:"size"`
+}
+
+func info(a store.Account) AccountInfo {
+	return AccountInfo{ID: a.ID, Address: a.Address, Domain: a.Domain, QuotaBytes: a.QuotaBytes, UsedBytes: a.UsedBytes, Disabled: a.Disabled, CreatedAt: a.CreatedAt}
+}
+
+func parseAccount(s string) (address.Address, error) {
+	a, err := address.Parse(strings.TrimSpace(s))
+	if err != nil {
+		return a, err
+	}
+	return a, nil
+}
+
+func (o *Ops) AccountAdd(ctx context.Context, a AccountArgs) (AccountInfo, error) {
+	addr, err := parseAccount(a.Address)
+	if err != nil {
+		return AccountInfo{}, err
+	}
+	if a.PasswordHash == "" {
+		return AccountInfo{}, errors.New("a password (hash) is required")
+	}
+	if _, err := account.NormalizeHash(a.PasswordHash); err != nil {
+		return AccountInfo{}, err
+	}
+	if _, err := o.St.GetDomain(ctx, addr.Domain); errors.Is(err, store.ErrNotFound) {
+		if !a.CreateDomain {
+			return AccountInfo{}, fmt.Errorf("%s is not a local domain: add it with `mailstead domain add %s` (or pass --create-domain)", addr.Domain, addr.Domain)
+		}
+		if err := o.St.AddDomain(ctx, store.Domain{Name: addr.Domain}); err != nil && !errors.Is(err, store.ErrExists) {
+			return AccountInfo{}, err
+		}
+	} else if err != nil {
+		return AccountInfo{}, err
+	}
+	quota := o.DefaultQuota
+	if a.QuotaBytes != nil {
+		quota = *a.QuotaBytes
+	}
+	acc, err := o.St.CreateAccount(ctx, store.Account{Address: addr.String(), Domain: addr.Domain, PasswordHash: a.PasswordHash, QuotaBytes: quota})
+	if errors.Is(err, store.ErrExists) {
+		return AccountInfo{}, fmt.Errorf("account %s already exists", addr)
+	}
+	if err != nil {
+		return AccountInfo{}, err
+	}
+	return info(acc), nil
+}
+
+func (o *Ops) get(ctx context.Context, s string) (store.Account, error) {
+	addr, err := parseAccount(s)
+	if err != nil {
+		return store.Account{}, err
+	}
+	acc, err := o.St.GetAccount(ctx, addr.String())
+	if errors.Is(err, store.ErrNotFound) {
+		return acc, fmt.Errorf("no account %s", addr)
+	}
+	return acc, err
+}
+
+func (o *Ops) AccountList(ctx context.Context, a DomainArgs) ([]AccountInfo, error) {
+	dom := ""
+	if a.Name != "" {
+		d, err := address.Domain(a.Name)
+		if err != nil {
+			return nil, err
+		}
+		dom = d
+	}
+	accs, err := o.St.ListAccounts(ctx, dom)
+	if err != nil {
+		return nil, err
+	}
+	out := []AccountInfo{}
+	for _, a := range accs {
+		out = append(out, info(a))
+	}
+	return out, nil
+}
+
+func (o *Ops) AccountShow(ctx context.Context, a AccountArgs) (AccountInfo, error) {
+	acc, err := o.get(ctx, a.Address)
+	if err != nil {
+		return AccountInfo{}, err
+	}
+	out := info(acc)
+	mbs, err := o.St.ListMailboxes(ctx, acc.ID)
+	if err != nil {
+		return out, err
+	}
+	for _, m := range mbs {
+		st, err := o.St.MailboxStatus(ctx, m.ID)
+		if err != nil {
+			return out, err
+		}
+		out.Mailboxes = append(out.Mailboxes, MailboxInfo{Name: m.Name, Role: m.Role, Messages: st.Messages, Unseen: st.Unseen, Size: st.Size})
+	}
+	return out, nil
+}
+
+func (o *Ops) AccountPasswd(ctx context.Context, a AccountArgs) (struct{}, error) {
+	acc, err := o.get(ctx, a.Address)
+	if err != nil {
+		return struct{}{}, err
+	}
+	if _, err := account.NormalizeHash(a.PasswordHash); err != nil {
+		return struct{}{}, err
+	}
+	acc.PasswordHash = a.PasswordHash
+	return struct{}{}, o.St.UpdateAccount(ctx, acc)
+}
+
+func (o *Ops) AccountQuota(ctx context.Context, a AccountArgs) (AccountInfo, error) {
+	acc, err := o.get(ctx, a.Address)
+	if err != nil {
+		return AccountInfo{}, err
+	}
+	if a.QuotaBytes == nil || *a.QuotaBytes < 0 {
+		return AccountInfo{}, errors.New("quota must be 0 (unlimited) or a positive size")
+	}
+	acc.QuotaBytes = *a.QuotaBytes
+	if err := o.St.UpdateAccount(ctx, acc); err != nil {
+		return AccountInfo{}, err
+	}
+	return info(acc), nil
+}
+
+func (o *Ops) AccountDel(ctx context.Context, a AccountArgs) (struct{}, error) {
+	acc, err := o.get(ctx, a.Address)
+	if err != nil {
+		return struct{}{}, err
+	}
+	return struct{}{}, o.St.DeleteAccount(ctx, acc.ID)
+}

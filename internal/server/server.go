@@ -1,0 +1,388 @@
+// Package server assembles a running mailstead from its parts: it takes the
+// data directory lock, opens the store, sets up TLS, starts every
+// configured listener (SMTP, submission, IMAP, admin HTTP) with PROXY
+// protocol where asked, serves the control socket for the CLI, writes the
+// ready file, and handles SIGHUP (reload) and SIGTERM (drain and stop).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mailstead/mailstead/internal/account"
+	"github.com/mailstead/mailstead/internal/adminhttp"
+	"github.com/mailstead/mailstead/internal/config"
+	"github.com/mailstead/mailstead/internal/control"
+	"github.com/mailstead/mailstead/internal/delivery"
+	"github.com/mailstead/mailstead/internal/imapserver"
+	"github.com/mailstead/mailstead/internal/manage"
+	"github.com/mailstead/mailstead/internal/smtpserver"
+	"github.com/mailstead/mailstead/internal/store/sqlitestore"
+	"github.com/mailstead/mailstead/internal/tlsutil"
+)
+
+// Options are run-time options that are not configuration.
+type Options struct {
+	// ReadyFile, when set, receives a JSON object with the bound address
+	// of every listener once all accept connections (tests start the
+	// server on port 0 and read it).
+	ReadyFile string
+	// ShutdownTimeout bounds the drain on SIGTERM (default 30s).
+	ShutdownTimeout time.Duration
+	// Reload re-reads the configuration on SIGHUP; nil keeps the current
+	// one (embedded default) and only reloads certificates.
+	Reload func() (*config.Config, error)
+	Logger *slog.Logger
+	// LogLevel is adjusted on reload.
+	LogLevel *slog.LevelVar
+}
+
+// Ready is the ready file's content.
+type Ready struct {
+	PID       int               `json:"pid"`
+	Listeners map[string]string `json:"listeners"`
+}
+
+type shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
+
+type listener struct {
+	cfg     config.Listener
+	l       net.Listener
+	addr    string
+	serving atomic.Bool
+	srv     shutdowner
+}
+
+// Run runs the server until ctx is cancelled or SIGTERM/SIGINT arrives.
+func Run(ctx context.Context, cfg *config.Config, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	lock, err := LockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	st, err := sqlitestore.Open(ctx, filepath.Join(cfg.DataDir, "store"), sqlitestore.Options{Logger: log.With("component", "store"), Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+
+	var certs *tlsutil.CertStore
+	var tlsCfg *tls.Config
+	if cfg.NeedsTLS() {
+		certs, err = loadCerts(cfg, log)
+		if err != nil {
+			return err
+		}
+		tlsCfg = certs.ServerConfig()
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		go certs.WatchFiles(wctx, 30*time.Second)
+	}
+
+	tmp := filepath.Join(cfg.DataDir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("create tmp directory: %w", err)
+	}
+	auth := account.NewAuthenticator(st, account.AuthOptions{
+		FailureDelay: cfg.Limits.AuthFailureDelay.D(),
+		Logger:       log.With("component", "auth"),
+		Registerer:   reg,
+	})
+	deliv := delivery.New(st, delivery.Options{
+		SubaddressDelimiter: cfg.Accounts.SubaddressDelimiter,
+		Postmaster:          cfg.Accounts.Postmaster,
+		MaxReceived:         cfg.Limits.MaxReceivedHeaders,
+		TmpDir:              tmp,
+		Logger:              log.With("component", "delivery"),
+		Registerer:          reg,
+	})
+	smtpMetrics := smtpserver.NewMetrics(reg)
+
+	var listeners []*listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.l.Close()
+		}
+	}
+	for _, lc := range cfg.Listeners {
+		nl, err := net.Listen("tcp", lc.Address)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		listeners = append(listeners, &listener{cfg: lc, l: nl, addr: nl.Addr().String()})
+	}
+
+	readyChecks := func() []adminhttp.Check {
+		checks := []adminhttp.Check{{Name: "store", Fn: st.Ping}}
+		for _, l := range listeners {
+			l := l
+			checks = append(checks, adminhttp.Check{Name: "listener " + l.cfg.Name, Fn: func(context.Context) error {
+				if !l.serving.Load() {
+					return errors.New("not accepting connections")
+				}
+				return nil
+			}})
+		}
+		return checks
+	}
+
+	var wg sync.WaitGroup
+	for _, l := range listeners {
+		lc := l.cfg
+		llog := log.With("listener", lc.Name, "protocol", string(lc.Protocol))
+		var ln net.Listener = l.l
+		if lc.Proxy != config.ProxyOff && lc.Proxy != "" {
+			ln = proxyListener(l.l, lc, llog)
+		}
+		implicit := lc.TLS == config.TLSImplicit
+		var starttls *tls.Config
+		if lc.TLS != config.TLSNone {
+			starttls = tlsCfg
+		}
+		var serve func(net.Listener) error
+		switch lc.Protocol {
+		case config.ProtoSMTP, config.ProtoSubmission, config.ProtoSubmissions:
+			role := smtpserver.RoleMX
+			if lc.Protocol != config.ProtoSMTP {
+				role = smtpserver.RoleSubmission
+			}
+			srv, err := smtpserver.New(smtpserver.Config{
+				Name: lc.Name, Role: role, Hostname: cfg.Hostname, Deliverer: deliv, Auth: auth,
+				TLSConfig: starttls, ImplicitTLS: implicit, AllowInsecureAuth: lc.AllowInsecureAuth,
+				MaxMessageBytes: int64(cfg.Limits.MaxMessageSize), MaxLineLength: int(cfg.Limits.MaxLineLength),
+				MaxRecipients: cfg.Limits.MaxRecipients, CommandTimeout: cfg.Limits.SMTPCommandTimeout.D(),
+				DataTimeout: cfg.Limits.SMTPDataTimeout.D(), MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
+				Logger: llog, Metrics: smtpMetrics,
+			})
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+			l.srv, serve = srv, srv.Serve
+		case config.ProtoIMAP, config.ProtoIMAPS:
+			srv, err := imapserver.New(imapserver.Config{
+				Hostname: cfg.Hostname, Store: st, Auth: auth, TLSConfig: starttls, ImplicitTLS: implicit,
+				AllowInsecureAuth: lc.AllowInsecureAuth, Logger: llog, Metrics: reg,
+				IdleTimeout: cfg.Limits.IMAPIdleTimeout.D(), MaxLiteral: int64(cfg.Limits.IMAPMaxLiteral),
+				MaxLine: int(cfg.Limits.IMAPMaxLine), MaxConnsPerUserIP: cfg.Limits.IMAPConnectionsPerUserIP,
+				AppendLimit: int64(cfg.Limits.MaxMessageSize),
+			})
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+			l.srv, serve = srv, srv.Serve
+		case config.ProtoAdmin:
+			hs := &http.Server{
+				Handler:           adminhttp.Handler(reg, readyChecks),
+				ReadHeaderTimeout: 10 * time.Second,
+				ErrorLog:          slog.NewLogLogger(llog.Handler(), slog.LevelDebug),
+			}
+			if implicit {
+				hs.TLSConfig = tlsCfg
+				ln = tls.NewListener(ln, tlsCfg)
+			}
+			l.srv, serve = hs, hs.Serve
+		default:
+			llog.Warn("protocol not implemented yet; listener not started", "address", l.addr)
+			l.l.Close()
+			continue
+		}
+		wg.Add(1)
+		go func(l *listener, serve func(net.Listener) error, ln net.Listener, llog *slog.Logger) {
+			defer wg.Done()
+			l.serving.Store(true)
+			err := serve(ln)
+			l.serving.Store(false)
+			if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+				llog.Error("listener stopped", "err", err)
+			}
+		}(l, serve, ln, llog)
+		llog.Info("listening", "address", l.addr, "tls", string(lc.TLS), "proxy", string(lc.Proxy))
+	}
+
+	// Control socket for the CLI.
+	creg := control.NewRegistry()
+	(&manage.Ops{St: st, DefaultQuota: int64(cfg.Accounts.DefaultQuota)}).Register(creg)
+	ctl := &control.Server{R: creg, Log: log.With("component", "control")}
+	if err := ctl.Listen(filepath.Join(cfg.DataDir, control.SocketName)); err != nil {
+		closeAll()
+		return err
+	}
+	go ctl.Serve(ctx)
+	defer ctl.Close()
+
+	if opts.ReadyFile != "" {
+		if err := writeReady(opts.ReadyFile, listeners); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	log.Info("mailstead started", "hostname", cfg.Hostname, "data", cfg.DataDir, "pid", os.Getpid())
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(cfg, opts, certs, log)
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "deadline", opts.ShutdownTimeout)
+			break loop
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	defer cancel()
+	var swg sync.WaitGroup
+	for _, l := range listeners {
+		if l.srv == nil {
+			continue
+		}
+		swg.Add(1)
+		go func(l *listener) {
+			defer swg.Done()
+			if err := l.srv.Shutdown(sctx); err != nil {
+				log.Warn("listener did not drain in time; connections closed", "listener", l.cfg.Name, "err", err)
+			}
+		}(l)
+	}
+	swg.Wait()
+	closeAll()
+	wg.Wait()
+	if opts.ReadyFile != "" {
+		os.Remove(opts.ReadyFile)
+	}
+	log.Info("mailstead stopped")
+	return nil
+}
+
+func loadCerts(cfg *config.Config, log *slog.Logger) (*tlsutil.CertStore, error) {
+	def := tlsutil.KeyPair{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}
+	if def.CertFile == "" && cfg.TLS.SelfSigned {
+		c, k, err := tlsutil.EnsureSelfSigned(cfg.TLSDir(), []string{cfg.Hostname})
+		if err != nil {
+			return nil, fmt.Errorf("self-signed certificate: %w", err)
+		}
+		def = tlsutil.KeyPair{CertFile: c, KeyFile: k}
+	}
+	var sni []tlsutil.SNICert
+	for _, c := range cfg.TLS.Certs {
+		sni = append(sni, tlsutil.SNICert{Names: c.Names, KeyPair: tlsutil.KeyPair{CertFile: c.CertFile, KeyFile: c.KeyFile}})
+	}
+	cs, err := tlsutil.NewCertStore(def, sni, log.With("component", "tls"))
+	if err != nil {
+		return nil, fmt.Errorf("load certificates: %w", err)
+	}
+	return cs, nil
+}
+
+func reload(cfg *config.Config, opts Options, certs *tlsutil.CertStore, log *slog.Logger) {
+	log.Info("SIGHUP: reloading")
+	if opts.Reload != nil {
+		nc, err := opts.Reload()
+		if err != nil {
+			log.Error("reload: config has errors; keeping the running configuration", "err", err)
+		} else {
+			if opts.LogLevel != nil {
+				opts.LogLevel.Set(nc.SlogLevel())
+			}
+			if len(nc.Listeners) != len(cfg.Listeners) {
+				log.Warn("reload: listener changes take effect after a restart")
+			}
+		}
+	}
+	if certs != nil {
+		if err := certs.Reload(); err != nil {
+			log.Error("reload certificates; keeping the old ones", "err", err)
+		} else {
+			log.Info("certificates reloaded")
+		}
+	}
+}
+
+// proxyListener wraps l so connections must begin with a PROXY header
+// from a trusted peer; others are closed at once.
+func proxyListener(l net.Listener, lc config.Listener, log *slog.Logger) net.Listener {
+	trusted := lc.TrustedProxies
+	return &proxyproto.Listener{
+		Listener:          l,
+		ReadHeaderTimeout: lc.ProxyHeaderTimeout.D(),
+		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+			ap, err := netAddrPort(o.Upstream)
+			if err == nil {
+				for _, c := range trusted {
+					if c.Prefix.Contains(ap) {
+						return proxyproto.REQUIRE, nil
+					}
+				}
+			}
+			log.Debug("connection from untrusted peer on PROXY listener closed", "peer", o.Upstream)
+			return proxyproto.REJECT, proxyproto.ErrInvalidUpstream
+		},
+		ValidateHeader: func(h *proxyproto.Header) error {
+			switch {
+			case lc.Proxy == config.ProxyV1 && h.Version != 1:
+				return fmt.Errorf("PROXY v%d header on a v1 listener", h.Version)
+			case lc.Proxy == config.ProxyV2 && h.Version != 2:
+				return fmt.Errorf("PROXY v%d header on a v2 listener", h.Version)
+			}
+			return nil
+		},
+	}
+}
+
+func writeReady(path string, ls []*listener) error {
+	r := Ready{PID: os.Getpid(), Listeners: map[string]string{}}
+	for _, l := range ls {
+		r.Listeners[l.cfg.Name] = l.addr
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write ready file: %w", err)
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,317 @@
+package smtpserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailstead/mailstead/internal/account"
+	"github.com/mailstead/mailstead/internal/address"
+	"github.com/mailstead/mailstead/internal/delivery"
+	"github.com/mailstead/mailstead/internal/store"
+)
+
+type backend struct{ s *Server }
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	s := b.s
+	sess := &session{
+		s:      s,
+		conn:   c,
+		remote: remoteIP(c.Conn().RemoteAddr()),
+		id:     newID(),
+	}
+	sess.log = s.log.With("session", sess.id, "remote", sess.remote)
+	if s.cfg.Role == RoleSubmission {
+		return &submissionSession{sess}, nil
+	}
+	return sess, nil
+}
+
+var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
+
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+// session is one SMTP transaction context (go-smtp starts a new one after
+// STARTTLS and at each EHLO).
+type session struct {
+	s      *Server
+	conn   *smtp.Conn
+	remote netip.Addr
+	id     string
+	log    *slog.Logger
+
+	account *store.Account // submission: the authenticated account
+
+	from    string
+	fromSet bool
+	utf8    bool
+	rcpts   []delivery.Target
+}
+
+func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: msg}
+}
+
+var (
+	errTemp       = reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem, try again later")
+	errRelay      = reply(554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied")
+	errNoOutbound = reply(554, smtp.EnhancedCode{5, 3, 3}, "Delivery to remote domains is not enabled on this server yet")
+)
+
+func (s *session) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.s.ctx, s.s.cfg.CommandTimeout)
+}
+
+func (s *session) Reset() {
+	s.from, s.fromSet, s.utf8, s.rcpts = "", false, false, nil
+}
+
+func (s *session) Logout() error { return nil }
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.s.cfg.Role == RoleSubmission && s.account == nil {
+		return smtp.ErrAuthRequired
+	}
+	if opts != nil && opts.Size > 0 && s.s.cfg.MaxMessageBytes > 0 && opts.Size > s.s.cfg.MaxMessageBytes {
+		return reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Message size exceeds the limit of %d bytes", s.s.cfg.MaxMessageBytes))
+	}
+	if from != "" {
+		a, err := address.Parse(from)
+		if err != nil {
+			return reply(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
+		}
+		from = a.String()
+		if s.account != nil && !ownsAddress(*s.account, a) {
+			s.log.Info("submission refused: sender is not the account's address", "account", s.account.Address, "from", from)
+			return reply(553, smtp.EnhancedCode{5, 7, 1}, fmt.Sprintf("Sender address <%s> is not yours (logged in as %s)", from, s.account.Address))
+		}
+	} else if s.account != nil {
+		return reply(553, smtp.EnhancedCode{5, 7, 1}, "Authenticated users cannot send with a null sender")
+	}
+	s.from, s.fromSet = from, true
+	s.utf8 = opts != nil && opts.UTF8
+	return nil
+}
+
+// ownsAddress: the account's own address, with any subaddress.
+func ownsAddress(acc store.Account, a address.Address) bool {
+	own, err := address.Parse(acc.Address)
+	if err != nil {
+		return false
+	}
+	if a.Key() == own.Key() {
+		return true
+	}
+	base, tag := a.Base("+")
+	return tag != "" && base.Key() == own.Key()
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	t, err := s.s.cfg.Deliverer.Resolve(ctx, to)
+	result := "accepted"
+	defer func() { s.s.cfg.Metrics.rcpts.WithLabelValues(s.s.cfg.Name, result).Inc() }()
+	switch {
+	case err == nil:
+	case errors.Is(err, delivery.ErrNotLocal):
+		result = "relay_denied"
+		if s.account != nil {
+			return errNoOutbound
+		}
+		s.log.Info("relay denied", "from", s.from, "rcpt", to)
+		return errRelay
+	case errors.Is(err, delivery.ErrUnknownRecipient):
+		result = "unknown"
+		s.log.Info("unknown recipient", "from", s.from, "rcpt", to)
+		return reply(550, smtp.EnhancedCode{5, 1, 1}, fmt.Sprintf("<%s>: no such user here", to))
+	case errors.Is(err, delivery.ErrMailboxFull):
+		result = "over_quota"
+		return reply(452, smtp.EnhancedCode{4, 2, 2}, fmt.Sprintf("<%s>: mailbox full", to))
+	case errors.Is(err, address.ErrInvalid):
+		result = "bad_syntax"
+		return reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax")
+	default:
+		result = "tempfail"
+		s.log.Warn("resolve recipient", "rcpt", to, "err", err)
+		return errTemp
+	}
+	s.rcpts = append(s.rcpts, t)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	start := time.Now()
+	head := s.received()
+	max := s.s.cfg.MaxMessageBytes
+	if max > 0 {
+		max += int64(len(head))
+	}
+	s.conn.Conn().SetReadDeadline(time.Now().Add(s.s.cfg.DataTimeout))
+	sp, err := delivery.NewSpool(head, r, max, s.s.cfg.Deliverer.TmpDir())
+	if err != nil {
+		var serr *smtp.SMTPError
+		if errors.As(err, &serr) {
+			s.result("rejected")
+			return serr
+		}
+		if errors.Is(err, delivery.ErrTooLarge) {
+			s.result("rejected")
+			return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too large")
+		}
+		s.result("tempfail")
+		s.log.Warn("receive message", "err", err)
+		return errTemp
+	}
+	defer sp.Close()
+	ctx, cancel := context.WithTimeout(s.s.ctx, s.s.cfg.DataTimeout)
+	defer cancel()
+	var addrs []string
+	for _, t := range s.rcpts {
+		addrs = append(addrs, t.Address.String())
+	}
+	_, err = s.s.cfg.Deliverer.Deliver(ctx, delivery.Envelope{From: s.from, Recipients: s.rcpts}, sp)
+	switch {
+	case err == nil:
+		s.result("accepted")
+		s.log.Info("delivered", "from", s.from, "rcpts", addrs, "size", sp.Size(), "delay", time.Since(start).Round(time.Millisecond))
+		return nil
+	case errors.Is(err, delivery.ErrLoop):
+		s.result("rejected")
+		s.log.Info("rejected: mail loop", "from", s.from, "rcpts", addrs, "err", err)
+		return reply(554, smtp.EnhancedCode{5, 4, 6}, "Too many hops: mail loop detected")
+	case errors.Is(err, store.ErrOverQuota):
+		s.result("rejected")
+		s.log.Info("rejected: over quota", "from", s.from, "rcpts", addrs)
+		return reply(552, smtp.EnhancedCode{5, 2, 2}, "Mailbox full")
+	default:
+		s.result("tempfail")
+		s.log.Error("deliver", "from", s.from, "rcpts", addrs, "err", err)
+		return errTemp
+	}
+}
+
+func (s *session) result(r string) {
+	s.s.cfg.Metrics.messages.WithLabelValues(s.s.cfg.Name, r).Inc()
+}
+
+// received builds our Received header (RFC 5321 4.4, with the RFC 3848
+// protocol names and the TLS parameters as a comment).
+func (s *session) received() []byte {
+	proto := "ESMTP"
+	if s.utf8 {
+		proto = "UTF8SMTP"
+	}
+	tlsInfo := ""
+	if cs, ok := s.conn.TLSConnectionState(); ok {
+		proto += "S"
+		tlsInfo = fmt.Sprintf(" (using %s with cipher %s)", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
+	}
+	if s.account != nil {
+		proto += "A"
+	}
+	helo := sanitizeHelo(s.conn.Hostname())
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Received: from %s ([%s])%s\r\n\tby %s (mailstead) with %s id %s", helo, s.remote, tlsInfo, s.s.cfg.Hostname, proto, s.id)
+	if len(s.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.rcpts[0].Address)
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
+	s.id = newID() // the next transaction on this connection gets its own id
+	return b.Bytes()
+}
+
+func sanitizeHelo(h string) string {
+	if h == "" {
+		return "unknown"
+	}
+	if len(h) > 255 {
+		h = h[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f || r == '(' || r == ')' || r == ';' {
+			return -1
+		}
+		return r
+	}, h)
+}
+
+// submissionSession adds AUTH (only offered over TLS by go-smtp unless
+// AllowInsecureAuth).
+type submissionSession struct{ *session }
+
+func (s *submissionSession) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
+	check := func(username, password string) error {
+		ctx, cancel := s.ctx()
+		defer cancel()
+		acc, err := s.s.cfg.Auth.Authenticate(ctx, username, password, s.remote)
+		if errors.Is(err, account.ErrTooManyFailures) {
+			return reply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address, try later")
+		}
+		if err != nil {
+			return smtp.ErrAuthFailed
+		}
+		s.account = &acc
+		s.log = s.log.With("account", acc.Address)
+		s.log.Info("authenticated", "mechanism", mech)
+		return nil
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return smtp.ErrAuthFailed
+			}
+			return check(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: check}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// loginServer is the obsolete SASL LOGIN mechanism that Outlook still
+// uses; go-sasl only has its client side.
+type loginServer struct {
+	check    func(username, password string) error
+	step     int
+	username string
+}
+
+func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if resp == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough
+	case 1:
+		l.username = string(resp)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.check(l.username, string(resp))
+	}
+	return nil, false, errors.New("unexpected SASL LOGIN response")
+}
