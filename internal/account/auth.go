@@ -171,7 +171,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, username, password str
 func (a *Authenticator) check(ctx context.Context, username, password string) (store.Account, bool) {
 	addr, err := address.Parse(strings.TrimSpace(username))
 	if err != nil || password == "" {
-		VerifyPassword(dummyHash, password)
+		VerifyPassword(dummyHash(), password)
 		return store.Account{}, false
 	}
 	acc, err := a.st.GetAccount(ctx, addr.String())
@@ -179,7 +179,7 @@ func (a *Authenticator) check(ctx context.Context, username, password string) (s
 		if !errors.Is(err, store.ErrNotFound) {
 			a.opts.Logger.Warn("authentication lookup", "user", username, "err", err)
 		}
-		VerifyPassword(dummyHash, password)
+		VerifyPassword(dummyHash(), password)
 		return store.Account{}, false
 	}
 	ok, err := VerifyPassword(acc.PasswordHash, password)

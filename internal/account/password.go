@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/go-crypt/crypt"
 	"github.com/go-crypt/crypt/algorithm"
@@ -114,10 +115,10 @@ func VerifyPassword(hash, password string) (bool, error) {
 
 // dummyHash is verified against when the user does not exist, so a wrong
 // username costs as much time as a wrong password.
-var dummyHash = func() string {
+var dummyHash = sync.OnceValue(func() string {
 	h, err := HashPassword("mailstead-timing-equaliser")
 	if err != nil {
-		panic(err)
+		panic(err) // only on an invalid constant password
 	}
 	return h
-}()
+})

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/mailstead/mailstead/internal/config"
 	"github.com/mailstead/mailstead/internal/manage"
@@ -206,4 +207,45 @@ func (c *accountDelCmd) Run(g *globals) error {
 	}
 	fmt.Fprintf(g.stdout, "account %s deleted\n", c.Address)
 	return nil
+}
+
+type messageCmd struct {
+	List messageListCmd `cmd:"" help:"List the messages of a mailbox."`
+	Cat  messageCatCmd  `cmd:"" help:"Print a message exactly as stored."`
+}
+
+type messageListCmd struct {
+	Address string `arg:""`
+	Mailbox string `arg:"" optional:"" default:"INBOX"`
+}
+
+func (c *messageListCmd) Run(g *globals) error {
+	var ms []manage.MessageInfo
+	if err := g.run("message.list", manage.MessageArgs{Address: c.Address, Mailbox: c.Mailbox}, &ms); err != nil {
+		return err
+	}
+	if g.JSON {
+		return g.printJSON(ms)
+	}
+	var rows [][]string
+	for _, m := range ms {
+		rows = append(rows, []string{strconv.FormatUint(uint64(m.UID), 10), strconv.FormatInt(m.Size, 10), m.InternalDate.Format("2006-01-02 15:04"), strings.Join(m.Flags, " "), m.Subject})
+	}
+	g.table("UID\tSIZE\tDATE\tFLAGS\tSUBJECT", rows)
+	return nil
+}
+
+type messageCatCmd struct {
+	Address string `arg:""`
+	Mailbox string `arg:""`
+	UID     uint32 `arg:""`
+}
+
+func (c *messageCatCmd) Run(g *globals) error {
+	var m manage.MessageContent
+	if err := g.run("message.cat", manage.MessageArgs{Address: c.Address, Mailbox: c.Mailbox, UID: c.UID}, &m); err != nil {
+		return err
+	}
+	_, err := g.stdout.Write(m.Raw)
+	return err
 }

@@ -50,6 +50,7 @@ type rootCmd struct {
 	Config_ configCmd  `cmd:"" name:"config" help:"Configuration commands."`
 	Domain  domainCmd  `cmd:"" help:"Manage local domains."`
 	Account accountCmd `cmd:"" help:"Manage accounts."`
+	Message messageCmd `cmd:"" help:"Inspect stored messages."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 

@@ -174,7 +174,7 @@ address = "127.0.0.1:8080"
 			if c.Limits != baseDefaults().Limits || c.Store.Backend != "sqlite" || c.Accounts.SubaddressDelimiter != "+" {
 				t.Errorf("defaults: %+v %+v %+v", c.Limits, c.Store, c.Accounts)
 			}
-			if !hasWarning(c, "data_dir is not set") || !hasWarning(c, "postmaster") {
+			if !hasWarning(c, "data_dir is not set") || hasWarning(c, "postmaster") {
 				t.Errorf("warnings: %v", c.Warnings())
 			}
 		}},

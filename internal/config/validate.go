@@ -490,8 +490,6 @@ func (v *validator) checkAccounts() {
 		} else {
 			a.Postmaster = local + "@" + h
 		}
-	} else if v.c.fromFile {
-		v.warn = append(v.warn, "accounts.postmaster is not set: mail to postmaster@ and abuse@ of domains without such an account is refused")
 	}
 }
 

@@ -123,6 +123,12 @@ func (d *Deliverer) Resolve(ctx context.Context, rcpt string) (Target, error) {
 	if strings.EqualFold(rcpt, "postmaster") {
 		// RFC 5321 4.5.1: bare <postmaster> must be accepted.
 		acc, err := d.postmaster(ctx, "")
+		if errors.Is(err, store.ErrNotFound) {
+			// No postmaster account configured: a permanent 550, not a
+			// store error that protocol layers would answer with 451
+			// forever.
+			return Target{}, fmt.Errorf("postmaster: %w", ErrUnknownRecipient)
+		}
 		if err != nil {
 			return Target{}, err
 		}
@@ -175,7 +181,13 @@ func (d *Deliverer) postmaster(ctx context.Context, domain string) (store.Accoun
 			return store.Account{}, err
 		}
 		if dom.Postmaster != "" {
-			return d.st.GetAccount(ctx, dom.Postmaster)
+			acc, err := d.st.GetAccount(ctx, dom.Postmaster)
+			if err == nil || !errors.Is(err, store.ErrNotFound) {
+				return acc, err
+			}
+			// The named account is gone: fall back like a domain that
+			// names none, rather than refusing postmaster@ mail.
+			d.opts.Logger.Warn("domain postmaster account does not exist", "domain", domain, "postmaster", dom.Postmaster)
 		}
 	}
 	if d.opts.Postmaster != "" {

@@ -106,13 +106,31 @@ func (s *Spool) Header(max int) []byte {
 	b := make([]byte, n)
 	k, _ := s.ReadAt(b, 0)
 	b = b[:k]
-	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-		return b[:i+4]
-	}
-	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
-		return b[:i+2]
+	if i := headerEnd(b); i >= 0 {
+		return b[:i]
 	}
 	return b
+}
+
+// headerEnd returns the offset just past the first empty line (LF or CRLF)
+// of b, or -1. Searching for "\r\n\r\n" and "\n\n" separately is not
+// enough: an LF-only header followed by a CRLF blank line in the body, or
+// a header ending in "\n\r\n", would count body lines as header lines.
+func headerEnd(b []byte) int {
+	for off := 0; off < len(b); {
+		switch {
+		case b[off] == '\n':
+			return off + 1
+		case b[off] == '\r' && off+1 < len(b) && b[off+1] == '\n':
+			return off + 2
+		}
+		i := bytes.IndexByte(b[off:], '\n')
+		if i < 0 {
+			return -1
+		}
+		off += i + 1
+	}
+	return -1
 }
 
 // Close releases the spool file.

@@ -109,10 +109,6 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 		}
 		s.authFailures++
 		s.log.Info("imap authentication failed", "user", user, "err", err)
-		if s.authFailures >= maxAuthFailures {
-			s.w.Status("*", "BYE", "", "Too many authentication failures")
-			s.state = stateLogout
-		}
 		return no("AUTHENTICATIONFAILED", "Authentication failed")
 	}
 	if !s.srv.acquireUserIP(acct.ID, s.remote) {

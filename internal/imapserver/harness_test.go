@@ -45,7 +45,7 @@ func (a testAuth) Authenticate(ctx context.Context, user, pass string, remote ne
 }
 
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	st   *sqlitestore.Store
 	srv  *Server
 	addr string
@@ -54,7 +54,7 @@ type testEnv struct {
 
 const testPass = "s3cret pass"
 
-func newTestEnv(t *testing.T, tweak func(*Config)) *testEnv {
+func newTestEnv(t testing.TB, tweak func(*Config)) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	logger := slog.New(slog.DiscardHandler)
@@ -111,6 +111,11 @@ func newTestEnv(t *testing.T, tweak func(*Config)) *testEnv {
 // SMTP delivery would.
 func (e *testEnv) deliver(mailbox, msg string) store.Delivered {
 	e.t.Helper()
+	return e.deliverWith(mailbox, msg, 0, nil, time.Date(2024, 3, 5, 10, 0, 0, 0, time.UTC))
+}
+
+func (e *testEnv) deliverWith(mailbox, msg string, flags store.Flags, kws []string, date time.Time) store.Delivered {
+	e.t.Helper()
 	ctx := context.Background()
 	data := []byte(strings.ReplaceAll(msg, "\n", "\r\n"))
 	p, err := message.Parse(bytes.NewReader(data), int64(len(data)))
@@ -126,8 +131,9 @@ func (e *testEnv) deliver(mailbox, msg string) store.Delivered {
 		Summary: p.Encode(),
 		Recipients: []store.Recipient{{
 			AccountID: e.acct.ID, MailboxID: mb.ID,
-			Prefix:       []byte("Return-Path: <sender@example.com>\r\nDelivered-To: joe@example.org\r\n"),
-			InternalDate: time.Date(2024, 3, 5, 10, 0, 0, 0, time.UTC),
+			Prefix: []byte("Return-Path: <sender@example.com>\r\nDelivered-To: joe@example.org\r\n"),
+			Flags:  flags, Keywords: kws,
+			InternalDate: date,
 		}},
 	})
 	if err != nil {
@@ -138,7 +144,7 @@ func (e *testEnv) deliver(mailbox, msg string) store.Delivered {
 
 // client is a raw IMAP client for scripted sessions.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	br   *bufio.Reader
 	n    int
@@ -258,7 +264,7 @@ func hasNot(t *testing.T, lines []string, unwanted string) {
 	}
 }
 
-func testTLSConfig(t *testing.T) *tls.Config {
+func testTLSConfig(t testing.TB) *tls.Config {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -89,6 +89,7 @@ type Server struct {
 	done      chan struct{} // closed on Shutdown
 	wg        sync.WaitGroup
 	nextID    atomic.Uint64
+	panics    atomic.Int64 // recovered session panics (bugs), for tests and logs
 }
 
 type userIP struct {

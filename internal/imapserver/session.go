@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -116,7 +117,8 @@ func (s *session) serve() {
 	defer func() {
 		if x := recover(); x != nil {
 			// A bug must not take the whole server down.
-			s.log.Error("imap session panic", "panic", x)
+			s.srv.panics.Add(1)
+			s.log.Error("imap session panic", "panic", x, "stack", string(debug.Stack()))
 		}
 		s.cleanup()
 	}()
@@ -384,8 +386,11 @@ func (s *session) handle(cmd *imapwire.Command) {
 		s.w.Status(cmd.Tag, "OK", s.respCode, text)
 	}
 	s.srv.metrics.commands.WithLabelValues(strings.ToLower(strings.ReplaceAll(name, " ", "_")), result).Inc()
-	if s.bad >= maxBadCommands {
+	switch {
+	case s.bad >= maxBadCommands:
 		s.bye("Too many invalid commands")
+	case s.state == stateNotAuth && s.authFailures >= maxAuthFailures:
+		s.bye("Too many authentication failures")
 	}
 }
 

@@ -2,9 +2,13 @@ package imapserver
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -366,5 +370,24 @@ func TestLimits(t *testing.T) {
 	d.write("a NOOP " + strings.Repeat("x", 2000) + "\r\n")
 	if l := d.readLine(); !strings.HasPrefix(l, "* BYE") {
 		t.Fatal(l)
+	}
+}
+
+// TestPythonImaplib drives a session with Python's standard imaplib.
+func TestPythonImaplib(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("python3 is required in CI")
+		}
+		t.Skip("python3 not installed")
+	}
+	e := newTestEnv(t, nil)
+	host, port, _ := net.SplitHostPort(e.addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, py, "testdata/imaplib_session.py", host, port, "joe@example.org", testPass).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("imaplib session: %v\n%s", err, out)
 	}
 }

@@ -8,12 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/mailstead/mailstead/internal/account"
 	"github.com/mailstead/mailstead/internal/address"
 	"github.com/mailstead/mailstead/internal/control"
+	"github.com/mailstead/mailstead/internal/message"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -35,6 +37,8 @@ func (o *Ops) Register(r *control.Registry) {
 	control.Register(r, "account.passwd", o.AccountPasswd)
 	control.Register(r, "account.del", o.AccountDel)
 	control.Register(r, "account.quota", o.AccountQuota)
+	control.Register(r, "message.list", o.MessageList)
+	control.Register(r, "message.cat", o.MessageCat)
 }
 
 // DomainArgs names a domain.
@@ -281,4 +285,94 @@ func (o *Ops) AccountDel(ctx context.Context, a AccountArgs) (struct{}, error) {
 		return struct{}{}, err
 	}
 	return struct{}{}, o.St.DeleteAccount(ctx, acc.ID)
+}
+
+// MessageArgs select messages of an account's mailbox.
+type MessageArgs struct {
+	Address string `json:"address"`
+	Mailbox string `json:"mailbox"`
+	UID     uint32 `json:"uid,omitempty"`
+}
+
+// MessageInfo is one line of `message list`.
+type MessageInfo struct {
+	UID          uint32    `json:"uid"`
+	Size         int64     `json:"size"`
+	Flags        []string  `json:"flags,omitempty"`
+	InternalDate time.Time `json:"internal_date"`
+	Subject      string    `json:"subject,omitempty"`
+	MessageID    string    `json:"message_id,omitempty"`
+}
+
+func (o *Ops) mailbox(ctx context.Context, a MessageArgs) (store.Mailbox, error) {
+	acc, err := o.get(ctx, a.Address)
+	if err != nil {
+		return store.Mailbox{}, err
+	}
+	name := a.Mailbox
+	if name == "" {
+		name = "INBOX"
+	}
+	mb, err := o.St.GetMailbox(ctx, acc.ID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return mb, fmt.Errorf("%s has no mailbox %q", acc.Address, name)
+	}
+	return mb, err
+}
+
+// MessageList lists a mailbox's messages with their subject.
+func (o *Ops) MessageList(ctx context.Context, a MessageArgs) ([]MessageInfo, error) {
+	mb, err := o.mailbox(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	metas, err := o.St.ListMessages(ctx, mb.ID)
+	if err != nil {
+		return nil, err
+	}
+	uids := make([]uint32, len(metas))
+	for i, m := range metas {
+		uids[i] = m.UID
+	}
+	msgs, err := o.St.GetMessages(ctx, mb.ID, uids)
+	if err != nil {
+		return nil, err
+	}
+	out := []MessageInfo{}
+	for _, m := range msgs {
+		mi := MessageInfo{UID: m.UID, Size: m.Size, Flags: append(m.Flags.Names(), m.Keywords...), InternalDate: m.InternalDate}
+		if p, err := message.Decode(m.Summary); err == nil && p != nil && p.Envelope != nil {
+			mi.Subject = message.DecodeHeaderValue(p.Envelope.Subject)
+			mi.MessageID = p.Envelope.MessageID
+		}
+		out = append(out, mi)
+	}
+	return out, nil
+}
+
+// MessageContent is a message's raw bytes.
+type MessageContent struct {
+	Raw []byte `json:"raw"`
+}
+
+// MessageCat returns one message's bytes exactly as stored.
+func (o *Ops) MessageCat(ctx context.Context, a MessageArgs) (MessageContent, error) {
+	mb, err := o.mailbox(ctx, a)
+	if err != nil {
+		return MessageContent{}, err
+	}
+	msgs, err := o.St.GetMessages(ctx, mb.ID, []uint32{a.UID})
+	if err != nil {
+		return MessageContent{}, err
+	}
+	if len(msgs) == 0 {
+		return MessageContent{}, fmt.Errorf("no message with UID %d in %s", a.UID, mb.Name)
+	}
+	c, err := store.OpenContent(ctx, o.St, msgs[0])
+	if err != nil {
+		return MessageContent{}, err
+	}
+	defer c.Close()
+	raw, err := io.ReadAll(c.Reader())
+	return MessageContent{Raw: raw}, err
 }

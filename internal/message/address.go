@@ -118,7 +118,8 @@ func tokenizeAddr(s string, toks []atok) []atok {
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch c {
-		case ' ', '\t', '\r', '\n':
+		case ' ', '\t', '\r', '\n', ')':
+			// A stray ')' is dropped like white space.
 			sp = true
 			i++
 			continue

@@ -68,8 +68,10 @@ func DecodeHeaderValue(s string) string {
 // parseEncodedWord parses "=?charset?enc?text?=" at s[j:].
 func parseEncodedWord(s string, j int) (charset string, enc byte, data string, end int, ok bool) {
 	rest := s[j+2:]
-	q := strings.IndexByte(rest, '?')
-	if q <= 0 || q > 75 || strings.ContainsAny(rest[:q], " \t\r\n") {
+	// Searches are confined to the longest plausible word, so that text
+	// full of "=?" does not make decoding quadratic.
+	q := strings.IndexByte(rest[:min(len(rest), 76)], '?')
+	if q <= 0 || strings.ContainsAny(rest[:q], " \t\r\n") {
 		return
 	}
 	charset = rest[:q]
@@ -84,8 +86,8 @@ func parseEncodedWord(s string, j int) (charset string, enc byte, data string, e
 		return
 	}
 	rest = rest[2:]
-	e := strings.Index(rest, "?=")
-	if e < 0 || e > maxEncodedWordText || strings.ContainsAny(rest[:e], "\r\n") {
+	e := strings.Index(rest[:min(len(rest), maxEncodedWordText+2)], "?=")
+	if e < 0 || strings.ContainsAny(rest[:e], "\r\n") {
 		return
 	}
 	data = rest[:e]

@@ -342,16 +342,24 @@ func (p *parser) parsePart(part *Part, inDigest bool, depth int, msgRoot bool) e
 		}
 		e = p.skipBody()
 	}
-	part.BodyEnd = max(bs, e.off)
-	part.BodyLines = lineCount(bs, bsNL, part.BodyEnd, e)
-	// A child whose header was cut short by a delimiter ends at that
-	// delimiter; keep children inside their parent.
+	end := max(bs, e.off)
+	// A last child whose header was ended by the delimiter that also ends
+	// this part reaches up to that delimiter line, past the line break
+	// before it; keep children inside their parent.
 	if part.Message != nil {
-		part.BodyEnd = max(part.BodyEnd, part.Message.BodyEnd)
+		end = max(end, part.Message.BodyEnd)
 	}
 	if n := len(part.Parts); n > 0 {
-		part.BodyEnd = max(part.BodyEnd, part.Parts[n-1].BodyEnd)
+		end = max(end, part.Parts[n-1].BodyEnd)
 	}
+	le := e
+	if end > e.off && e.level >= 0 {
+		// end is the delimiter line's start: count the line break.
+		le.nl++
+		le.lastNL = true
+	}
+	part.BodyEnd = end
+	part.BodyLines = lineCount(bs, bsNL, end, le)
 	return e
 }
 

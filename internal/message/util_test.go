@@ -57,6 +57,7 @@ func TestParseAddressList(t *testing.T) {
 			{Mailbox: "G1"}, {Mailbox: "a", Host: "b.test"}, {GroupEnd: true},
 			{Mailbox: "G2"}, {Mailbox: "c", Host: "d.test"}, {GroupEnd: true},
 		}},
+		{"0 ) y@example.com", []Address{{Name: "0", Mailbox: "y", Host: "example.com"}}},
 		{"J\xf6rg <j@x.test>", []Address{{Name: "Jörg", Mailbox: "j", Host: "x.test"}}},
 		{"Jörg <jörg@bücher.test>", []Address{{Name: "Jörg", Mailbox: "jörg", Host: "bücher.test"}}},
 	}

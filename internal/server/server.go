@@ -102,9 +102,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	var certs *tlsutil.CertStore
 	var tlsCfg *tls.Config
 	if cfg.NeedsTLS() {
-		certs, err = loadCerts(cfg, log)
+		certs, err = cfg.NewCertStore(log.With("component", "tls"))
 		if err != nil {
-			return err
+			return fmt.Errorf("certificates: %w", err)
 		}
 		tlsCfg = certs.ServerConfig()
 		wctx, wcancel := context.WithCancel(ctx)
@@ -296,26 +296,6 @@ loop:
 	return nil
 }
 
-func loadCerts(cfg *config.Config, log *slog.Logger) (*tlsutil.CertStore, error) {
-	def := tlsutil.KeyPair{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}
-	if def.CertFile == "" && cfg.TLS.SelfSigned {
-		c, k, err := tlsutil.EnsureSelfSigned(cfg.TLSDir(), []string{cfg.Hostname})
-		if err != nil {
-			return nil, fmt.Errorf("self-signed certificate: %w", err)
-		}
-		def = tlsutil.KeyPair{CertFile: c, KeyFile: k}
-	}
-	var sni []tlsutil.SNICert
-	for _, c := range cfg.TLS.Certs {
-		sni = append(sni, tlsutil.SNICert{Names: c.Names, KeyPair: tlsutil.KeyPair{CertFile: c.CertFile, KeyFile: c.KeyFile}})
-	}
-	cs, err := tlsutil.NewCertStore(def, sni, log.With("component", "tls"))
-	if err != nil {
-		return nil, fmt.Errorf("load certificates: %w", err)
-	}
-	return cs, nil
-}
-
 func reload(cfg *config.Config, opts Options, certs *tlsutil.CertStore, log *slog.Logger) {
 	log.Info("SIGHUP: reloading")
 	if opts.Reload != nil {
@@ -328,6 +308,17 @@ func reload(cfg *config.Config, opts Options, certs *tlsutil.CertStore, log *slo
 			}
 			if len(nc.Listeners) != len(cfg.Listeners) {
 				log.Warn("reload: listener changes take effect after a restart")
+			}
+			if certs != nil {
+				def, sni, ok, err := nc.CertFiles()
+				if err == nil && ok {
+					if err := certs.Update(def, sni); err != nil {
+						log.Error("reload certificates; keeping the old ones", "err", err)
+					} else {
+						log.Info("certificates reloaded")
+					}
+					return
+				}
 			}
 		}
 	}

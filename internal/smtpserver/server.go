@@ -150,7 +150,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataTimeout == 0 {
 		cfg.DataTimeout = 10 * time.Minute
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("listener", cfg.Name), perIP: newIPLimiter(cfg.MaxConnsPerIP)}
+	s := &Server{cfg: cfg, log: cfg.Logger, perIP: newIPLimiter(cfg.MaxConnsPerIP)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.pipe = newChanListener()
 	in := smtp.NewServer(backend{s})

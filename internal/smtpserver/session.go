@@ -73,6 +73,10 @@ var (
 	errTemp       = reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary local problem, try again later")
 	errRelay      = reply(554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied")
 	errNoOutbound = reply(554, smtp.EnhancedCode{5, 3, 3}, "Delivery to remote domains is not enabled on this server yet")
+	// errAuthRequired is RFC 4954 section 6's reply; go-smtp's
+	// ErrAuthRequired says 502 (command not implemented), which clients
+	// do not recognise as "log in first".
+	errAuthRequired = reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
 )
 
 func (s *session) ctx() (context.Context, context.CancelFunc) {
@@ -87,7 +91,7 @@ func (s *session) Logout() error { return nil }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.s.cfg.Role == RoleSubmission && s.account == nil {
-		return smtp.ErrAuthRequired
+		return errAuthRequired
 	}
 	if opts != nil && opts.Size > 0 && s.s.cfg.MaxMessageBytes > 0 && opts.Size > s.s.cfg.MaxMessageBytes {
 		return reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Message size exceeds the limit of %d bytes", s.s.cfg.MaxMessageBytes))
@@ -175,6 +179,12 @@ func (s *session) Data(r io.Reader) error {
 		if errors.Is(err, delivery.ErrTooLarge) {
 			s.result("rejected")
 			return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too large")
+		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			// Permanent: a retry would send the same line again. go-smtp
+			// closes the connection after this reply.
+			s.result("rejected")
+			return reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Line too long (limit %d bytes)", s.s.cfg.MaxLineLength))
 		}
 		s.result("tempfail")
 		s.log.Warn("receive message", "err", err)

@@ -84,3 +84,39 @@ func FuzzMUTF7(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWriterRoundTrip checks that whatever the writer emits as a string or
+// astring parses back to the same value (NUL, which IMAP strings cannot
+// carry, becomes a space).
+func FuzzWriterRoundTrip(f *testing.F) {
+	for _, s := range []string{"", "INBOX", "a b", `q"uo\te`, "line\r\nbreak", "Grüße", "nil", "NIL", "x]", "{3}", "\x00"} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, s string, utf8 bool) {
+		var buf bytes.Buffer
+		bw := bufio.NewWriter(&buf)
+		w := NewWriter(bw)
+		w.UTF8 = utf8
+		w.Raw("a LOGIN ")
+		w.AString(s)
+		w.SP()
+		w.String(s)
+		w.CRLF()
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		r := NewReader(bufio.NewReader(&buf))
+		r.MaxLiteral = int64(len(s)) + 1
+		r.MaxLine = len(s)*2 + 100
+		cmd, err := r.ReadCommand()
+		if err != nil {
+			t.Fatalf("%q: %v (wire %q)", s, err, buf.String())
+		}
+		want := bytes.ReplaceAll([]byte(s), []byte{0}, []byte{' '})
+		a := cmd.Args.(*LoginArgs)
+		if a.Username != string(want) || a.Password != string(want) {
+			t.Fatalf("%q: got %q / %q", s, a.Username, a.Password)
+		}
+	})
+}

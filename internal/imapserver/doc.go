@@ -1,0 +1,78 @@
+// Package imapserver is mailstead's IMAP4rev2 (RFC 9051) and IMAP4rev1
+// (RFC 3501) server.
+//
+// # Layers
+//
+// Package imapwire (a sub-package) is the protocol layer: Reader parses
+// one command at a time into a Command with typed arguments (quoted strings,
+// synchronizing and LITERAL+ literals, literal8, sequence sets and "$",
+// search keys, fetch attributes, LIST-EXTENDED options), and Writer writes
+// responses, choosing atom, quoted string or literal per value. It has no
+// notion of sessions or storage, which keeps it fuzzable. Every read is
+// bounded: line length (Config.MaxLine), argument literals
+// (Config.MaxLiteral), APPEND literals (Config.AppendLimit; zero before
+// login so unauthenticated clients cannot upload), literals per command and
+// nesting depth. A synchronizing literal over its limit is refused with NO
+// [TOOBIG] before the client sends it; a non-synchronizing one ends the
+// connection.
+//
+// This package holds the server (server.go: listeners, per-user-per-IP
+// connection counting, shutdown, metrics) and the session (session.go: the
+// state machine not authenticated -> authenticated -> selected -> logout,
+// command dispatch by name with the states each command is valid in, and
+// mapping of store errors to response codes). Command handlers live in
+// auth.go, mailboxes.go, view.go (SELECT/EXAMINE/CLOSE/UNSELECT), fetch.go,
+// search.go and messages.go (STORE, COPY/MOVE, EXPUNGE, APPEND, IDLE).
+// structure.go formats ENVELOPE and BODYSTRUCTURE from the cached MIME
+// summary of package message.
+//
+// # The mailbox view
+//
+// A selected mailbox is represented by a view: the UIDs the client knows,
+// in sequence-number order (4 bytes per message, so idle sessions on big
+// mailboxes stay small), and the MODSEQ up to which changes have been
+// reported. Flags are not cached; they are read from the store when a
+// command needs them.
+//
+// Changes by other sessions (and by SMTP delivery) reach the view only
+// through poll, which runs after every command, before the tagged response,
+// and whenever store.Watch signals during IDLE. poll asks the store for
+// Changes(since view MODSEQ) and reports, in this order: EXPUNGE (highest
+// sequence number first), FETCH (FLAGS ... UID n) for flag changes of known
+// messages, and EXISTS (plus RECENT for IMAP4rev1) for new ones; then it
+// advances the view's MODSEQ. If the store pruned expunge records the view
+// falls back to comparing its UIDs with a full listing.
+//
+// RFC 9051 section 7.5.1 forbids EXPUNGE responses during FETCH, STORE and
+// SEARCH (by sequence number, the UID forms are fine): for those commands
+// poll does nothing at all, so the view's sequence numbers stay exactly what
+// the client believes, and messages expunged meanwhile are skipped (FETCH
+// then completes with NO [EXPUNGEISSUED]). Holding back everything rather
+// than only the expunges keeps the single MODSEQ watermark truthful.
+//
+// Flag changes the session made itself are already answered in its own
+// FETCH responses; their MODSEQs are remembered in view.self so poll does
+// not echo them. Without a watch signal and without a dirty mark from our
+// own writes, poll costs nothing, so the common command path makes no extra
+// store query.
+//
+// # Adding extensions
+//
+// CONDSTORE/QRESYNC: the parser already accepts the SELECT parameters
+// (CONDSTORE, QRESYNC (...)), FETCH modifiers (CHANGEDSINCE, VANISHED),
+// STORE UNCHANGEDSINCE and SEARCH MODSEQ; the store keeps MODSEQ per
+// message and expunge records. What is left is session state (enabled
+// flag), HIGHESTMODSEQ in SELECT/STATUS, MODSEQ in FETCH responses (FETCH
+// already writes MODSEQ when asked), and in poll: VANISHED (EARLIER) instead
+// of EXPUNGE when QRESYNC is enabled, which is a local change in the expunge
+// branch of poll. The handlers currently answer BAD for these modifiers.
+//
+// COMPRESS=DEFLATE wraps s.conn like STARTTLS does (setupIO rebuilds the
+// buffered reader and writer). SORT and THREAD are new commands: add a
+// parser case in imapwire (reusing searchKey), a handler entry in the
+// handlers table, and reuse session.search for the candidate set.
+//
+// New commands need: argument type and parser case in imapwire/command.go,
+// an entry in the handlers map with the states it is valid in, and, if it
+// must not cause EXPUNGE responses, the exception in session.handle.
+package imapserver

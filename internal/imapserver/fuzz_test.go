@@ -1,0 +1,51 @@
+package imapserver
+
+import (
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzSession sends arbitrary commands to a logged-in session with a
+// selected mailbox holding real messages; the server must never panic and
+// must keep the connection usable or close it cleanly.
+func FuzzSession(f *testing.F) {
+	seeds := []string{
+		"a FETCH 1:* (BODY.PEEK[1.2.3.HEADER] BINARY.PEEK[2] BINARY.SIZE[9] BODY[2.MIME]<100.5> BODY.PEEK[TEXT]<99999.1>)",
+		"a UID FETCH 1:* (ENVELOPE BODYSTRUCTURE BODY RFC822.HEADER RFC822.TEXT MODSEQ EMAILID THREADID SAVEDATE)",
+		"a FETCH $ FLAGS\r\nb SEARCH RETURN (SAVE MIN MAX) OR $ UID 1:* NOT 1,2:*",
+		"a STORE 1:* +FLAGS (\\Seen $a \\Recent)\r\nb STORE 2 FLAGS ()\r\nc EXPUNGE",
+		"a COPY 1:* INBOX\r\nb MOVE 2 INBOX\r\nc UID MOVE 1:* Trash",
+		"a LIST \"\" \"%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*%*x\"\r\nb LIST (SUBSCRIBED RECURSIVEMATCH SPECIAL-USE) \"INBOX\" (\"\" %) RETURN (STATUS (SIZE RECENT HIGHESTMODSEQ) SUBSCRIBED)",
+		"a RENAME INBOX Old\r\nb SELECT Old\r\nc DELETE Old\r\nd CREATE a/b/c (USE (\\Junk))",
+		"a SEARCH CHARSET UTF-8 TEXT \"\" BODY \"\" HEADER \"\" \"\" SENTON 1-Jan-1970 SAVEDON 1-Jan-2000 MODSEQ 0",
+		"a APPEND INBOX ~{5+}\r\nab\x00cd\r\nb FETCH * BINARY[]",
+		"a IDLE\r\nDONE\r\nb UNSELECT\r\nc EXAMINE INBOX\r\nd FETCH 1 BODY[]",
+		"a ENABLE IMAP4rev2 UTF8=ACCEPT\r\nb SELECT \"&-&\"\r\nc STATUS \"Entwürfe\" (MESSAGES)",
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	e := newTestEnv(f, nil)
+	e.deliver("INBOX", msgSimple)
+	e.deliver("INBOX", msgMultipart)
+	f.Fuzz(func(t *testing.T, in string) {
+		conn, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		script := "l LOGIN joe@example.org \"" + testPass + "\"\r\ns SELECT INBOX\r\n" + in + "\r\nzz LOGOUT\r\n"
+		go io.WriteString(conn, script)
+		out, _ := io.ReadAll(conn)
+		if !strings.Contains(string(out), "s OK") && !strings.Contains(string(out), "* BYE") {
+			t.Fatalf("session did not get through SELECT:\n%s", out)
+		}
+		if n := e.srv.panics.Load(); n > 0 {
+			t.Fatalf("server panicked on %q", in)
+		}
+	})
+}
