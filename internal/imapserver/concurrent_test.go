@@ -25,7 +25,9 @@ func TestConcurrentSessions(t *testing.T) {
 	u = a.ok("NOOP")
 	hasNot(t, u, "FETCH") // our own change is not repeated
 	u = b.ok("NOOP")
-	has(t, u, `* 1 FETCH (FLAGS (\Flagged) UID 1)`)
+	// B is an IMAP4rev1 session and the only one to claim \Recent (A
+	// enabled IMAP4rev2, which has no \Recent).
+	has(t, u, `* 1 FETCH (FLAGS (\Flagged \Recent) UID 1)`)
 	u = b.ok("NOOP")
 	hasNot(t, u, "FETCH")
 
@@ -68,7 +70,7 @@ func TestConcurrentSessions(t *testing.T) {
 	has(t, u, "* 3 EXISTS")
 	u = b.ok("NOOP")
 	has(t, u, "* 3 EXISTS")
-	has(t, u, "* 1 RECENT") // B is an IMAP4rev1 session
+	has(t, u, "* 3 RECENT") // B claimed all at SELECT and the new one now
 
 	// MOVE by A: B sees the expunge after its next NOOP.
 	has(t, a.ok("UID MOVE 1 Archive"), "* 1 EXPUNGE")
@@ -202,4 +204,78 @@ func TestPaperlessSequence(t *testing.T) {
 	has(t, u, "(MESSAGES 1 UIDVALIDITY "+mv[1]+" UIDNEXT 2)")
 	has(t, c.ok("UID SEARCH ALL"), "* SEARCH 1 2")
 	c.ok("LOGOUT")
+}
+
+func TestRecentAndMailboxLifecycle(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.deliver("INBOX", msgSimple)
+	e.deliver("INBOX", msgSimple)
+	a, b := e.login(), e.login()
+	// The first read-write session claims \Recent, the next one gets none.
+	has(t, a.ok("SELECT INBOX"), "* 2 RECENT")
+	has(t, b.ok("SELECT INBOX"), "* 0 RECENT")
+	has(t, a.ok("SEARCH RECENT"), "* SEARCH 1 2")
+	if u := b.ok("SEARCH RECENT"); len(u) != 1 || u[0] != "* SEARCH" {
+		t.Fatalf("SEARCH RECENT in second session: %q", u)
+	}
+	// EXAMINE does not claim.
+	e.deliver("INBOX", msgSimple)
+	c := e.login()
+	has(t, c.ok("EXAMINE INBOX"), "* 0 RECENT")
+	has(t, b.ok("NOOP"), "* 1 RECENT")
+	has(t, a.ok("NOOP"), "* 2 RECENT")
+
+	// RENAME INBOX moves its messages and leaves INBOX empty; the
+	// selected session is told about the expunges.
+	u := a.ok("RENAME INBOX Old")
+	has(t, u, "* 3 EXPUNGE")
+	has(t, a.ok("STATUS Old (MESSAGES)"), "(MESSAGES 3)")
+	has(t, a.ok("STATUS INBOX (MESSAGES)"), "(MESSAGES 0)")
+	has(t, b.ok("NOOP"), "* 1 EXPUNGE")
+
+	// Deleting the mailbox another session has selected ends that
+	// session; deleting one's own selected mailbox just closes it.
+	b.ok("SELECT Old")
+	a.ok("DELETE Old")
+	b.write("x NOOP\r\n")
+	if l := b.readLine(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q", l)
+	}
+	a.ok("CREATE Tmp")
+	a.ok("SELECT Tmp")
+	a.ok("DELETE Tmp")
+	a.fail("FETCH 1 FLAGS", "BAD")
+}
+
+func TestStartTLSPipelining(t *testing.T) {
+	tlsCfg := testTLSConfig(t)
+	e := newTestEnv(t, func(c *Config) { c.TLSConfig = tlsCfg })
+	c := e.dial()
+	// A command pipelined after STARTTLS would be injected into the TLS
+	// session by a man in the middle: refused.
+	c.write("a STARTTLS\r\nb LOGIN joe@example.org x\r\n")
+	if l := c.readLine(); !strings.HasPrefix(l, "a BAD") {
+		t.Fatalf("got %q", l)
+	}
+	if l := c.readLine(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q", l)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+	c := e.login()
+	start := time.Now()
+	if l := c.readLine(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q", l)
+	}
+	c2 := e.login()
+	c2.write("i IDLE\r\n")
+	c2.readLine()
+	if l := c2.readLine(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q", l)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("autologout took %v", d)
+	}
 }

@@ -162,15 +162,15 @@ func setsSeen(it imapwire.FetchItem) bool {
 
 func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 	a := cmd.Args.(*imapwire.FetchArgs)
-	if a.ChangedSince > 0 || a.Vanished {
-		return bad("CONDSTORE/QRESYNC is not enabled")
+	if a.Vanished {
+		return bad("QRESYNC is not enabled")
 	}
 	uids, err := s.resolve(a.Set, cmd.UID)
 	if err != nil {
 		return err
 	}
 	items := a.Items
-	hasUID, hasFlags := false, false
+	hasUID, hasFlags, hasModSeq := false, false, false
 	needContent, setSeen := false, false
 	for _, it := range items {
 		switch it.Name {
@@ -178,6 +178,8 @@ func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 			hasUID = true
 		case "FLAGS":
 			hasFlags = true
+		case "MODSEQ":
+			hasModSeq = true
 		case "ENVELOPE", "BODYSTRUCTURE", "BODY":
 			needContent = true
 		case "BODY[]", "BINARY", "BINARY.SIZE", "RFC822", "RFC822.HEADER", "RFC822.TEXT":
@@ -189,12 +191,20 @@ func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 		items = append([]imapwire.FetchItem{{Name: "UID"}}, items...)
 	}
 	setSeen = setSeen && !s.view.readOnly
+	if hasModSeq || a.HasChangedSince {
+		s.enableCondstore()
+	}
+	// With CONDSTORE, flags always come with their MODSEQ (RFC 7162 3.1.4).
+	if !hasModSeq && s.condstore && (hasFlags || setSeen || a.HasChangedSince) {
+		items = append(items[:len(items):len(items)], imapwire.FetchItem{Name: "MODSEQ"})
+	}
 	v := s.view
 	st := s.srv.cfg.Store
 
 	var all map[uint32]store.MessageMeta
-	if !needContent && !setSeen && len(uids) > metaBatch {
-		// Metadata for a large range: one listing beats many lookups.
+	if !needContent && !setSeen && (len(uids) > metaBatch || len(uids) > 64 && len(uids) > len(v.uids)/4) {
+		// Metadata for a large part of the mailbox: one listing (no
+		// summaries, no prefixes) beats lookups by UID.
 		list, err := st.ListMessages(ctx, v.mb.ID)
 		if err != nil {
 			return err
@@ -253,7 +263,7 @@ func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 		}
 		for _, m := range msgs {
 			seq := v.seq(m.UID)
-			if seq == 0 {
+			if seq == 0 || a.HasChangedSince && m.ModSeq <= a.ChangedSince {
 				continue
 			}
 			f := &fetchMsg{s: s, ctx: ctx, m: m}

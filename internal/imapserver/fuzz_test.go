@@ -32,6 +32,38 @@ func FuzzSession(f *testing.F) {
 	e.deliver("INBOX", msgSimple)
 	e.deliver("INBOX", msgMultipart)
 	f.Fuzz(func(t *testing.T, in string) {
+		// Inputs like "COPY 1:* INBOX" double a mailbox each run: keep
+		// every mailbox small.
+		ctx := t.Context()
+		mbs, err := e.st.ListMailboxes(ctx, e.acct.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mb := range mbs {
+			if st, err := e.st.MailboxStatus(ctx, mb.ID); err == nil && st.Messages > 20 {
+				msgs, err := e.st.ListMessages(ctx, mb.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				uids := make([]uint32, len(msgs))
+				for i, m := range msgs {
+					uids[i] = m.UID
+				}
+				if _, err := e.st.Expunge(ctx, mb.ID, uids); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		inbox, err := e.st.GetMailbox(ctx, e.acct.ID, "INBOX")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := e.st.MailboxStatus(ctx, inbox.ID); err == nil && st.Messages < 2 {
+			et := *e
+			et.t = t // deliver reports through the fuzz iteration's t
+			et.deliver("INBOX", msgMultipart)
+			et.deliver("INBOX", msgSimple)
+		}
 		conn, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -39,7 +71,11 @@ func FuzzSession(f *testing.F) {
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 		script := "l LOGIN joe@example.org \"" + testPass + "\"\r\ns SELECT INBOX\r\n" + in + "\r\nzz LOGOUT\r\n"
-		go io.WriteString(conn, script)
+		go func() {
+			io.WriteString(conn, script)
+			// EOF ends sessions still waiting for literal data or DONE.
+			conn.(*net.TCPConn).CloseWrite()
+		}()
 		out, _ := io.ReadAll(conn)
 		if !strings.Contains(string(out), "s OK") && !strings.Contains(string(out), "* BYE") {
 			t.Fatalf("session did not get through SELECT:\n%s", out)

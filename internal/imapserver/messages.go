@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -22,8 +23,8 @@ func (s *session) cmdStore(ctx context.Context, cmd *imapwire.Command) error {
 	if v.readOnly {
 		return errReadOnly
 	}
-	if a.UnchangedSince > 0 {
-		return bad("CONDSTORE is not enabled")
+	if a.HasUnchangedSince {
+		s.enableCondstore()
 	}
 	uids, err := s.resolve(a.Set, cmd.UID)
 	if err != nil {
@@ -33,7 +34,7 @@ func (s *session) cmdStore(ctx context.Context, cmd *imapwire.Command) error {
 		return nil
 	}
 	flags, kws := store.FlagsFromNames(a.Flags)
-	u := store.FlagUpdate{Flags: flags, Keywords: kws}
+	u := store.FlagUpdate{Flags: flags, Keywords: kws, UnchangedSince: a.UnchangedSince}
 	switch a.Op {
 	case imapwire.StoreAdd:
 		u.Op = store.FlagsAdd
@@ -43,26 +44,63 @@ func (s *session) cmdStore(ctx context.Context, cmd *imapwire.Command) error {
 		u.Op = store.FlagsReplace
 	}
 	st := s.srv.cfg.Store
-	res, err := st.StoreFlags(ctx, v.mb.ID, uids, u)
-	if err != nil {
-		if errors.Is(err, store.ErrInvalid) {
-			return bad("Invalid flag or keyword")
+	var res store.StoreResult
+	if a.HasUnchangedSince && a.UnchangedSince == 0 {
+		// UNCHANGEDSINCE 0 fails for every message (RFC 7162 3.1.3).
+		res.Failed = uids
+	} else {
+		res, err = st.StoreFlags(ctx, v.mb.ID, uids, u)
+		if err != nil {
+			if errors.Is(err, store.ErrInvalid) {
+				return bad("Invalid flag or keyword")
+			}
+			return err
 		}
-		return err
 	}
 	updated := make(map[uint32]store.MessageMeta, len(res.Updated))
 	for _, m := range res.Updated {
 		updated[m.UID] = m
 		v.self[m.ModSeq] = struct{}{}
 	}
+	if len(res.Failed) > 0 {
+		failed := make([]uint32, 0, len(res.Failed))
+		for _, uid := range res.Failed {
+			if cmd.UID {
+				failed = append(failed, uid)
+			} else if seq := v.seq(uid); seq != 0 {
+				failed = append(failed, seq)
+			}
+		}
+		sort.Slice(failed, func(i, j int) bool { return failed[i] < failed[j] })
+		s.respCode = "MODIFIED " + imapwire.CompactSet(failed)
+	}
 	if a.Silent {
+		if s.condstore {
+			// Keep the client's MODSEQ current even for .SILENT.
+			for _, uid := range uids {
+				m, ok := updated[uid]
+				if seq := v.seq(uid); ok && seq != 0 {
+					s.w.Raw("* ")
+					s.w.Unum(seq)
+					s.w.Raw(" FETCH (UID ")
+					s.w.Unum(uid)
+					s.w.Raw(" MODSEQ (")
+					s.w.Num(m.ModSeq)
+					s.w.Raw("))\r\n")
+				}
+			}
+		}
 		return nil
 	}
 	// Every message in the set gets a FETCH with its flags, changed or
-	// not (RFC 9051 6.4.6).
+	// not (RFC 9051 6.4.6), except those that failed UNCHANGEDSINCE.
+	failedSet := make(map[uint32]bool, len(res.Failed))
+	for _, uid := range res.Failed {
+		failedSet[uid] = true
+	}
 	var rest []uint32
 	for _, uid := range uids {
-		if _, ok := updated[uid]; !ok {
+		if _, ok := updated[uid]; !ok && !failedSet[uid] {
 			rest = append(rest, uid)
 		}
 	}
@@ -85,9 +123,14 @@ func (s *session) cmdStore(ctx context.Context, cmd *imapwire.Command) error {
 		s.w.Unum(seq)
 		s.w.Raw(" FETCH (")
 		s.writeFlags(m)
-		if cmd.UID {
+		if cmd.UID || s.condstore {
 			s.w.Raw(" UID ")
 			s.w.Unum(uid)
+		}
+		if s.condstore {
+			s.w.Raw(" MODSEQ (")
+			s.w.Num(m.ModSeq)
+			s.w.Byte(')')
 		}
 		s.w.Raw(")\r\n")
 	}

@@ -41,6 +41,18 @@ func keyCost(k *imapwire.SearchKey) int {
 	return costMeta
 }
 
+func usesModSeq(k *imapwire.SearchKey) bool {
+	if k.Op == "MODSEQ" {
+		return true
+	}
+	for _, sub := range k.Keys {
+		if usesModSeq(sub) {
+			return true
+		}
+	}
+	return false
+}
+
 // orderKeys sorts the children of every AND so cheap tests run first and
 // expensive ones only for messages that pass them.
 func orderKeys(k *imapwire.SearchKey) {
@@ -101,6 +113,10 @@ func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
 	if !save && !all && !count && !min_ && !max_ {
 		all = true
 	}
+	modseqKey := usesModSeq(a.Key)
+	if modseqKey {
+		s.enableCondstore()
+	}
 	hits, err := s.search(ctx, a.Key)
 	if err != nil {
 		if save {
@@ -136,11 +152,22 @@ func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
 		}
 		s.view.saved = saved
 	}
+	// With a MODSEQ criterion the response carries the highest MODSEQ of
+	// the matches (RFC 7162 3.1.5).
+	var highest int64
+	for _, h := range hits {
+		highest = max(highest, h.meta.ModSeq)
+	}
 	if !esearch {
 		s.w.Raw("* SEARCH")
 		for _, n := range nums {
 			s.w.SP()
 			s.w.Unum(n)
+		}
+		if modseqKey && len(nums) > 0 {
+			s.w.Raw(" (MODSEQ ")
+			s.w.Num(highest)
+			s.w.Byte(')')
 		}
 		s.w.CRLF()
 		return nil
@@ -169,6 +196,10 @@ func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
 	}
 	if count {
 		s.w.Raw(" COUNT " + strconv.Itoa(len(nums)))
+	}
+	if modseqKey && len(nums) > 0 {
+		s.w.Raw(" MODSEQ ")
+		s.w.Num(highest)
 	}
 	s.w.CRLF()
 	return nil

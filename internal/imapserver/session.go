@@ -61,8 +61,9 @@ type session struct {
 	limitHeld bool
 
 	// Enabled extensions.
-	rev2 bool // IMAP4rev2
-	utf8 bool // UTF8=ACCEPT or IMAP4rev2: mailbox names and strings in UTF-8
+	rev2      bool // IMAP4rev2
+	utf8      bool // UTF8=ACCEPT or IMAP4rev2: mailbox names and strings in UTF-8
+	condstore bool // CONDSTORE (RFC 7162): MODSEQ in FETCH responses
 
 	view *view // selected mailbox, nil unless stateSelected
 
@@ -386,6 +387,8 @@ func (s *session) handle(cmd *imapwire.Command) {
 		s.w.Status(cmd.Tag, "OK", s.respCode, text)
 	}
 	s.srv.metrics.commands.WithLabelValues(strings.ToLower(strings.ReplaceAll(name, " ", "_")), result).Inc()
+	// Arguments are not logged: LOGIN carries a password.
+	s.log.Debug("imap command", "tag", cmd.Tag, "command", name, "result", result, "duration", time.Since(start))
 	switch {
 	case s.bad >= maxBadCommands:
 		s.bye("Too many invalid commands")
@@ -440,7 +443,7 @@ func (s *session) capabilities() string {
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
 		"ESEARCH", "SEARCHRES", "STATUS=SIZE", "BINARY", "MULTIAPPEND",
 		fmt.Sprintf("APPENDLIMIT=%d", s.srv.cfg.AppendLimit),
-		"QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT",
+		"QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT", "CONDSTORE",
 	)
 	return strings.Join(caps, " ")
 }
@@ -501,6 +504,11 @@ func (s *session) cmdEnable(ctx context.Context, cmd *imapwire.Command) error {
 				enabled = append(enabled, "UTF8=ACCEPT")
 			}
 			s.utf8 = true
+		case "CONDSTORE":
+			if !s.condstore {
+				enabled = append(enabled, "CONDSTORE")
+				s.enableCondstore()
+			}
 		}
 	}
 	s.w.UTF8 = s.utf8
@@ -510,6 +518,21 @@ func (s *session) cmdEnable(ctx context.Context, cmd *imapwire.Command) error {
 	}
 	s.w.CRLF()
 	return nil
+}
+
+// enableCondstore turns CONDSTORE on for the rest of the session (RFC 7162
+// 3.1: ENABLE, or the first command that uses a CONDSTORE feature). With
+// a mailbox selected the client learns its HIGHESTMODSEQ now.
+func (s *session) enableCondstore() {
+	if s.condstore {
+		return
+	}
+	s.condstore = true
+	if s.view != nil {
+		s.w.Raw("* OK [HIGHESTMODSEQ ")
+		s.w.Num(s.view.modseq)
+		s.w.Raw("] CONDSTORE enabled\r\n")
+	}
 }
 
 // mailboxName turns a mailbox name from the client into the store's form:

@@ -84,7 +84,8 @@ func (v *view) recentCount() int {
 // are \Recent for this session.
 func (s *session) claimRecent(ctx context.Context) error {
 	v := s.view
-	if v.readOnly || len(v.uids) == 0 {
+	// \Recent does not exist in IMAP4rev2; claiming costs a write.
+	if v.readOnly || len(v.uids) == 0 || s.rev2 {
 		return nil
 	}
 	lo, err := s.srv.cfg.Store.ClaimRecent(ctx, v.mb.ID)
@@ -149,6 +150,12 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 	name, err := s.mailboxName(a.Mailbox)
 	if err != nil {
 		return err
+	}
+	if a.QResync != nil {
+		return bad("QRESYNC is not enabled")
+	}
+	if a.CondStore {
+		s.condstore = true // the SELECT response carries HIGHESTMODSEQ
 	}
 	st := s.srv.cfg.Store
 	mb, err := st.GetMailbox(ctx, s.acct.ID, name)
@@ -223,6 +230,11 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 	s.w.Raw("] UIDs valid\r\n* OK [UIDNEXT ")
 	s.w.Unum(status.UIDNext)
 	s.w.Raw("] Predicted next UID\r\n")
+	if s.condstore {
+		s.w.Raw("* OK [HIGHESTMODSEQ ")
+		s.w.Num(status.HighestModSeq)
+		s.w.Raw("] Highest\r\n")
+	}
 	if s.rev2 {
 		s.w.Raw(`* LIST () "/" `)
 		s.writeMailbox(mb.Name)
@@ -346,6 +358,11 @@ func (s *session) poll(ctx context.Context, expunge bool) error {
 		s.writeFlags(m)
 		s.w.Raw(" UID ")
 		s.w.Unum(m.UID)
+		if s.condstore {
+			s.w.Raw(" MODSEQ (")
+			s.w.Num(m.ModSeq)
+			s.w.Byte(')')
+		}
 		s.w.Raw(")\r\n")
 	}
 	if added > 0 || len(gone) > 0 {

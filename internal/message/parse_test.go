@@ -895,3 +895,55 @@ func TestEncodeCompact(t *testing.T) {
 		t.Errorf("summary is %d bytes: %s", len(b), b)
 	}
 }
+
+// TestPooledBuffers checks that summaries never alias the parser's pooled
+// buffers: parsing other messages, also concurrently, must not change them.
+func TestPooledBuffers(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs [][]byte
+	var want []string
+	var parts []*Part
+	for _, fn := range files {
+		b, err := os.ReadFile(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Parse(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, b)
+		want = append(want, string(p.Encode()))
+		parts = append(parts, p)
+	}
+	done := make(chan error)
+	for w := 0; w < 4; w++ {
+		go func() {
+			for i := 0; i < 50; i++ {
+				k := (i + w) % len(msgs)
+				p, err := Parse(bytes.NewReader(msgs[k]), int64(len(msgs[k])))
+				if err == nil && string(p.Encode()) != want[k] {
+					err = errors.New("concurrent parse of " + files[k] + " differs")
+				}
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for w := 0; w < 4; w++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	for i, p := range parts {
+		if string(p.Encode()) != want[i] {
+			t.Errorf("summary of %s changed after later parses", files[i])
+		}
+	}
+}

@@ -12,7 +12,11 @@ type Part struct {
 	BodyEnd     int64 `json:"be"` // exclusive
 
 	// Content-Type, lower-cased type and subtype; "text"/"plain" by default
-	// (or "message"/"rfc822" inside multipart/digest).
+	// (or "message"/"rfc822" inside multipart/digest). A multipart without
+	// usable boundary or parts is reported as text/plain, and a
+	// message/rfc822 or message/global that cannot be parsed in place
+	// (transfer-encoded, or beyond MaxDepth/MaxParts) as
+	// application/octet-stream, so that BODYSTRUCTURE stays well-formed.
 	MediaType    string      `json:"t"`
 	MediaSubtype string      `json:"st"`
 	Params       [][2]string `json:"p,omitempty"` // attribute lower-cased, value decoded (RFC 2231)
@@ -27,13 +31,15 @@ type Part struct {
 	MD5                string      `json:"m,omitempty"`
 
 	// BodyLines is the number of lines in the body (text/* and
-	// message/rfc822 need it in BODYSTRUCTURE).
+	// message/rfc822 need it in BODYSTRUCTURE): its line feeds, plus one
+	// if the body does not end with a line feed. Set for every part.
 	BodyLines int64 `json:"n"`
 
 	// Parts are the children of a multipart.
 	Parts []*Part `json:"c,omitempty"`
 	// Message is the embedded message of a message/rfc822 (or
-	// message/global) part: its root part.
+	// message/global) part: its root part, with Envelope. Always set for
+	// those types; Message.HeaderStart == BodyStart.
 	Message *Part `json:"msg,omitempty"`
 	// Envelope is set on the root part and on the root of an embedded
 	// message.
@@ -41,7 +47,9 @@ type Part struct {
 }
 
 // Envelope is the IMAP ENVELOPE: header values as they appear (unfolded,
-// encoded-words kept encoded, as RFC 3501 requires).
+// encoded-words kept encoded, as RFC 3501 requires). Raw bytes that are not
+// UTF-8 are converted from windows-1252. Parse sets an absent Sender or
+// Reply-To to From (RFC 3501); the encoding leaves such copies out.
 type Envelope struct {
 	Date      string    `json:"date,omitempty"`
 	Subject   string    `json:"subj,omitempty"`

@@ -168,8 +168,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		TLSConfig:       serverTLS(t),
 		MaxMessageBytes: testMaxBytes,
 		MaxLineLength:   64 << 10,
-		CommandTimeout:  10 * time.Second,
-		DataTimeout:     10 * time.Second,
+		CommandTimeout:  time.Minute, // generous: the machine may be loaded
+		DataTimeout:     time.Minute,
 	}
 	if o.config != nil {
 		o.config(&cfg)
@@ -281,7 +281,7 @@ type smtpReply struct {
 func (r smtpReply) String() string { return fmt.Sprintf("%d %s", r.code, r.msg) }
 
 func newClient(t *testing.T, c net.Conn) *client {
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.SetDeadline(time.Now().Add(time.Minute))
 	cl := &client{t: t, conn: c, tp: textproto.NewConn(c)}
 	t.Cleanup(func() { c.Close() })
 	return cl

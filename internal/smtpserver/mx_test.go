@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // receivedRe matches our Received header at the start of the stored blob
@@ -19,8 +21,8 @@ func receivedRe(proto, tlsInfo, forClause string) *regexp.Regexp {
 		`\t([^\r\n]+)\r\n`)
 }
 
-// splitStored splits a stored message into prefix (Return-Path,
-// Delivered-To), the Received header we added, and the rest.
+// checkStored checks a stored message: the prefix (Return-Path,
+// Delivered-To), the Received header we added, and the original bytes.
 func checkStored(t *testing.T, content, from, rcpt string, re *regexp.Regexp, original string) {
 	t.Helper()
 	prefix := "Return-Path: <" + from + ">\r\nDelivered-To: " + rcpt + "\r\n"
@@ -222,9 +224,9 @@ func TestMXSizeLimits(t *testing.T) {
 	// A message that spills to the spool file (> 1 MiB) but fits.
 	c.expect("250", "MAIL FROM:<sender@remote.example>")
 	c.expect("250", "RCPT TO:<alice@example.org>")
-	big := testMessage("big", strings.Repeat(strings.Repeat("z", 998)+"\r\n", (3<<20)/2/1000))
+	big := testMessage("big", strings.Repeat(strings.Repeat("z", 998)+"\r\n", 1100))
 	if r := c.data(big); r.code != 250 {
-		t.Fatalf("1.5 MiB DATA: %v", r)
+		t.Fatalf("1.1 MB DATA: %v", r)
 	}
 	contents, _ := e.inbox("alice@example.org")
 	if len(contents) != 1 || !strings.HasSuffix(contents[0], big) {
@@ -486,4 +488,102 @@ func TestMXConcurrentDurable(t *testing.T) {
 	if got, _ := e.inbox("bob@example.org"); len(got) != clients*perClient {
 		t.Errorf("bob has %d messages, want %d", len(got), clients*perClient)
 	}
+}
+
+func TestMXMaxRecipients(t *testing.T) {
+	e := newEnv(t, envOptions{role: RoleMX, config: func(c *Config) { c.MaxRecipients = 2 }})
+	c := dial(t, e.addr)
+	if got := c.ehlo()["LIMITS"]; got != "RCPTMAX=2" {
+		t.Errorf("LIMITS = %q, want RCPTMAX=2", got)
+	}
+	c.expect("250", "MAIL FROM:<sender@remote.example>")
+	c.expect("250", "RCPT TO:<alice@example.org>")
+	c.expect("250", "RCPT TO:<bob@example.org>")
+	c.expect("452 4.5.3", "RCPT TO:<jörg@example.org>")
+	if r := c.data(testMessage("two recipients", "x\r\n")); r.code != 250 {
+		t.Fatalf("DATA: %v", r)
+	}
+	for _, a := range []string{"alice@example.org", "bob@example.org"} {
+		if got, _ := e.inbox(a); len(got) != 1 {
+			t.Errorf("%s has %d messages", a, len(got))
+		}
+	}
+	if got, _ := e.inbox("jörg@example.org"); len(got) != 0 {
+		t.Errorf("recipient over the limit got the message")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, envOptions{role: RoleMX, config: func(c *Config) {
+		c.Metrics = NewMetrics(reg)
+		c.MaxConnsPerIP = 1
+	}})
+	c := dial(t, e.addr)
+	c.ehlo()
+	c.expect("250", "MAIL FROM:<sender@remote.example>")
+	c.expect("250", "RCPT TO:<alice@example.org>")
+	c.expect("550", "RCPT TO:<nobody@example.org>")
+	c.expect("554", "RCPT TO:<x@foreign.example>")
+	if r := c.data(testMessage("counted", "x\r\n")); r.code != 250 {
+		t.Fatal(r)
+	}
+	refused, err := netDial(e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newClient(t, refused).waitClosed(5 * time.Second)
+	for _, tt := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"mailstead_smtp_connections_total", map[string]string{"listener": "test", "outcome": "served"}, 1},
+		{"mailstead_smtp_connections_total", map[string]string{"listener": "test", "outcome": "refused_ip_limit"}, 1},
+		{"mailstead_smtp_connections_active", map[string]string{"listener": "test"}, 1},
+		{"mailstead_smtp_recipients_total", map[string]string{"listener": "test", "result": "accepted"}, 1},
+		{"mailstead_smtp_recipients_total", map[string]string{"listener": "test", "result": "unknown"}, 1},
+		{"mailstead_smtp_recipients_total", map[string]string{"listener": "test", "result": "relay_denied"}, 1},
+		{"mailstead_smtp_messages_total", map[string]string{"listener": "test", "result": "accepted"}, 1},
+	} {
+		if got := metricValue(t, reg, tt.name, tt.labels); got != tt.want {
+			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
+		}
+	}
+	c.expect("221", "QUIT")
+	c.waitClosed(5 * time.Second)
+	if got := metricValue(t, reg, "mailstead_smtp_connections_active", map[string]string{"listener": "test"}); got != 0 {
+		t.Errorf("active connections after QUIT = %v", got)
+	}
+}
+
+// metricValue returns the value of the counter or gauge with exactly
+// these labels, or -1.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue next
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
 }

@@ -115,6 +115,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners []net.Listener
+	conns     map[*trackedConn]struct{} // open connections, closed when Shutdown's deadline passes
 	closed    bool
 	wg        sync.WaitGroup
 	ctx       context.Context
@@ -150,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataTimeout == 0 {
 		cfg.DataTimeout = 10 * time.Minute
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, perIP: newIPLimiter(cfg.MaxConnsPerIP)}
+	s := &Server{cfg: cfg, log: cfg.Logger, perIP: newIPLimiter(cfg.MaxConnsPerIP), conns: map[*trackedConn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.pipe = newChanListener()
 	in := smtp.NewServer(backend{s})
@@ -198,6 +199,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		l.Close()
 		return net.ErrClosed
 	}
 	s.listeners = append(s.listeners, l)
@@ -228,7 +230,16 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("accept on %s: %w", s.cfg.Name, err)
 		}
 		delay = 0
+		// wg.Add under mu, after checking closed: Shutdown's wg.Wait
+		// must not race an Add from zero.
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return nil
+		}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go s.handle(c)
 	}
 }
@@ -256,7 +267,13 @@ func (s *Server) handle(c net.Conn) {
 	tc.onClose = func() {
 		s.perIP.release(ip)
 		s.cfg.Metrics.active.WithLabelValues(s.cfg.Name).Dec()
+		s.mu.Lock()
+		delete(s.conns, tc)
+		s.mu.Unlock()
 	}
+	s.mu.Lock()
+	s.conns[tc] = struct{}{}
+	s.mu.Unlock()
 	var nc net.Conn = tc
 	if s.cfg.ImplicitTLS {
 		nc = tls.Server(tc, s.cfg.TLSConfig)
@@ -278,7 +295,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.wg.Wait()
 	err := s.inner.Shutdown(ctx)
 	if err != nil {
-		s.inner.Close()
+		// go-smtp's Close is a no-op once its Shutdown has begun, so the
+		// sessions still open are ended here: abort their store calls,
+		// then drop their connections.
+		s.cancel()
+		s.mu.Lock()
+		conns := make([]*trackedConn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
 	}
 	s.cancel()
 	return err
@@ -307,10 +336,11 @@ type trackedConn struct {
 	onClose func()
 }
 
+// Close releases the connection's slot before closing the socket, so a
+// client that sees the close can reconnect at once.
 func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
 	c.once.Do(c.onClose)
-	return err
+	return c.Conn.Close()
 }
 
 // chanListener hands connections that passed our checks to go-smtp's

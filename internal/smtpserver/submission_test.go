@@ -63,34 +63,48 @@ func TestSubmissionAuth(t *testing.T) {
 		{"bad base64", []string{"AUTH PLAIN !!!notbase64", "454"}, false},
 		{"unknown mechanism", []string{"AUTH CRAM-MD5", "504 5.7.4"}, false},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := dial(t, e.addr)
-			c.ehlo()
-			c.startTLS()
-			if got := c.ehlo()["AUTH"]; got != "PLAIN LOGIN" {
-				t.Errorf("AUTH after STARTTLS = %q, want PLAIN LOGIN", got)
-			}
-			for i := 0; i < len(tt.steps); i += 2 {
-				c.expect(tt.steps[i+1], "%s", tt.steps[i])
-			}
-			if !tt.ok {
-				c.expect("530 5.7.0", "MAIL FROM:<alice@example.org>")
-				return
-			}
-			c.expect("503", "AUTH PLAIN %s", plainIR("", "alice@example.org", testPassword))
-			c.expect("250", "MAIL FROM:<alice@example.org>")
-			c.expect("250", "RCPT TO:<bob@example.org>")
-			msg := "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: " + tt.name + "\r\n\r\nhi\r\n"
-			if r := c.data(msg); r.code != 250 {
-				t.Fatalf("DATA: %v", r)
-			}
-			if !e.hasSubject("bob@example.org", tt.name) {
-				t.Fatal("submitted message not in bob's INBOX")
-			}
-		})
-	}
+	// argon2id verification is slow under -race: run the cases in
+	// parallel, inside a group so the check below runs after all of them.
+	t.Run("cases", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				c := dial(t, e.addr)
+				c.ehlo()
+				c.startTLS()
+				if got := c.ehlo()["AUTH"]; got != "PLAIN LOGIN" {
+					t.Errorf("AUTH after STARTTLS = %q, want PLAIN LOGIN", got)
+				}
+				for i := 0; i < len(tt.steps); i += 2 {
+					c.expect(tt.steps[i+1], "%s", tt.steps[i])
+				}
+				if !tt.ok {
+					c.expect("530 5.7.0", "MAIL FROM:<alice@example.org>")
+					return
+				}
+				c.expect("503", "AUTH PLAIN %s", plainIR("", "alice@example.org", testPassword))
+				c.expect("250", "MAIL FROM:<alice@example.org>")
+				c.expect("250", "RCPT TO:<bob@example.org>")
+				msg := "From: alice@example.org\r\nTo: bob@example.org\r\nSubject: " + tt.name + "\r\n\r\nhi\r\n"
+				if r := c.data(msg); r.code != 250 {
+					t.Fatalf("DATA: %v", r)
+				}
+				if !e.hasSubject("bob@example.org", tt.name) {
+					t.Fatal("submitted message not in bob's INBOX")
+				}
+			})
+		}
+	})
 	contents, _ := e.inbox("bob@example.org")
+	okCases := 0
+	for _, tt := range tests {
+		if tt.ok {
+			okCases++
+		}
+	}
+	if len(contents) != okCases {
+		t.Errorf("bob has %d messages, want one per successful case (%d)", len(contents), okCases)
+	}
 	for _, m := range contents {
 		if !strings.Contains(m, "(mailstead) with ESMTPSA id ") {
 			t.Errorf("submitted message lacks ESMTPSA Received:\n%.400q", m)

@@ -110,9 +110,11 @@ type IDArgs struct{ Params [][2]string }
 type FetchArgs struct {
 	Set   NumSet
 	Items []FetchItem
-	// Modifiers (RFC 7162).
-	ChangedSince int64
-	Vanished     bool
+	// Modifiers (RFC 7162). HasChangedSince is set when CHANGEDSINCE
+	// was given.
+	ChangedSince    int64
+	HasChangedSince bool
+	Vanished        bool
 }
 
 // FetchItem is one fetch attribute.
@@ -156,7 +158,10 @@ type StoreArgs struct {
 	Op             StoreOp
 	Silent         bool
 	Flags          []string
-	UnchangedSince int64 // 0 when not given
+	// UnchangedSince is the CONDSTORE modifier; HasUnchangedSince tells
+	// "UNCHANGEDSINCE 0" (always fails) from no modifier.
+	UnchangedSince    int64
+	HasUnchangedSince bool
 }
 
 // CopyArgs are the arguments of COPY and MOVE (and their UID forms).
@@ -562,6 +567,7 @@ func (r *Reader) storeArgs() *StoreArgs {
 			r.fail("unknown STORE modifier")
 		}
 		a.UnchangedSince = r.number64()
+		a.HasUnchangedSince = true
 		r.expect(')')
 		r.sp()
 	}
@@ -609,6 +615,7 @@ func (r *Reader) fetchArgs() *FetchArgs {
 			switch {
 			case r.takeFold("CHANGEDSINCE "):
 				a.ChangedSince = r.number64()
+				a.HasChangedSince = true
 			case r.takeFold("VANISHED"):
 				a.Vanished = true
 			default:

@@ -60,10 +60,10 @@ func TestParseCommands(t *testing.T) {
 		{"f UID FETCH 1:* fast\r\n", &Command{Tag: "f", Name: "FETCH", UID: true, Args: &FetchArgs{
 			Set: NumSet{Ranges: []NumRange{{1, 0}}}, Items: []FetchItem{{Name: "FLAGS"}, {Name: "INTERNALDATE"}, {Name: "RFC822.SIZE"}}}}, 0},
 		{"f UID FETCH 4 (UID FLAGS) (CHANGEDSINCE 12 VANISHED)\r\n", &Command{Tag: "f", Name: "FETCH", UID: true, Args: &FetchArgs{
-			Set: NumSet{Ranges: []NumRange{{4, 4}}}, Items: []FetchItem{{Name: "UID"}, {Name: "FLAGS"}}, ChangedSince: 12, Vanished: true}}, 0},
+			Set: NumSet{Ranges: []NumRange{{4, 4}}}, Items: []FetchItem{{Name: "UID"}, {Name: "FLAGS"}}, ChangedSince: 12, HasChangedSince: true, Vanished: true}}, 0},
 		{"f FETCH $ BODY[]\r\n", &Command{Tag: "f", Name: "FETCH", Args: &FetchArgs{Set: NumSet{Saved: true}, Items: []FetchItem{{Name: "BODY[]", Section: &Section{}}}}}, 0},
 		{"s UID STORE 1:3 +FLAGS.SILENT (\\Seen $Label1)\r\n", &Command{Tag: "s", Name: "STORE", UID: true, Args: &StoreArgs{Set: NumSet{Ranges: []NumRange{{1, 3}}}, Op: StoreAdd, Silent: true, Flags: []string{`\Seen`, "$Label1"}}}, 0},
-		{"s STORE 2 (UNCHANGEDSINCE 5) -flags \\Deleted \\Seen\r\n", &Command{Tag: "s", Name: "STORE", Args: &StoreArgs{Set: NumSet{Ranges: []NumRange{{2, 2}}}, Op: StoreRemove, Flags: []string{`\Deleted`, `\Seen`}, UnchangedSince: 5}}, 0},
+		{"s STORE 2 (UNCHANGEDSINCE 5) -flags \\Deleted \\Seen\r\n", &Command{Tag: "s", Name: "STORE", Args: &StoreArgs{Set: NumSet{Ranges: []NumRange{{2, 2}}}, Op: StoreRemove, Flags: []string{`\Deleted`, `\Seen`}, UnchangedSince: 5, HasUnchangedSince: true}}, 0},
 		{"s STORE 2 FLAGS ()\r\n", &Command{Tag: "s", Name: "STORE", Args: &StoreArgs{Set: NumSet{Ranges: []NumRange{{2, 2}}}, Op: StoreReplace, Flags: nil}}, 0},
 		{"m UID MOVE 7:5 Processed\r\n", &Command{Tag: "m", Name: "MOVE", UID: true, Args: &CopyArgs{NumSet{Ranges: []NumRange{{7, 5}}}, "Processed"}}, 0},
 		{"e UID EXPUNGE 3\r\n", &Command{Tag: "e", Name: "EXPUNGE", UID: true, Args: &ExpungeArgs{NumSet{Ranges: []NumRange{{3, 3}}}}}, 0},

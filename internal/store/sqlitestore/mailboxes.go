@@ -245,10 +245,17 @@ func (t *txn) freeBlobs(candidates []int64) error {
 		if ref != 0 {
 			continue
 		}
-		if _, err := t.ExecContext(t.ctx, "DELETE FROM blobs WHERE id = ?", id); err != nil {
+		var inline bool
+		if err := t.QueryRowContext(t.ctx, "DELETE FROM blobs WHERE id = ? RETURNING inline", id).Scan(&inline); err != nil {
 			return err
 		}
-		t.removeBlobs = append(t.removeBlobs, id)
+		if inline {
+			if _, err := t.ExecContext(t.ctx, "DELETE FROM blob_data WHERE id = ?", id); err != nil {
+				return err
+			}
+		} else {
+			t.removeBlobs = append(t.removeBlobs, id)
+		}
 	}
 	return nil
 }

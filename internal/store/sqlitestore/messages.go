@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -162,17 +163,32 @@ func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivere
 		d.Recipients[i].Keywords = kw
 	}
 	blobID := s.blobs.nextID.Add(1)
-	dir, err := s.blobs.write(blobID, d.Blob)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
-	}
 	size := d.Blob.Size()
+	var inline []byte
+	var dirs []string
+	if size <= s.inlineMax {
+		inline = make([]byte, size)
+		if n, err := d.Blob.ReadAt(inline, 0); int64(n) != size {
+			return nil, fmt.Errorf("read message: %d of %d bytes: %v", n, size, err)
+		}
+	} else {
+		dir, err := s.blobs.write(blobID, d.Blob)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+		dirs = []string{dir}
+	}
 	emailID := "M" + strconv.FormatInt(blobID, 36)
 	out := make([]store.Delivered, 0, len(d.Recipients))
-	err = s.write(ctx, []string{dir}, func(t *txn) error {
+	err := s.write(ctx, dirs, func(t *txn) error {
 		out = out[:0]
-		if _, err := t.ExecContext(t.ctx, "INSERT INTO blobs(id, size, summary, created_at) VALUES(?,?,?,?)", blobID, size, d.Summary, t.now.Unix()); err != nil {
+		if _, err := t.ExecContext(t.ctx, "INSERT INTO blobs(id, size, summary, created_at, inline) VALUES(?,?,?,?,?)", blobID, size, d.Summary, t.now.Unix(), inline != nil); err != nil {
 			return fmt.Errorf("insert blob: %w", err)
+		}
+		if inline != nil {
+			if _, err := t.ExecContext(t.ctx, "INSERT INTO blob_data(id, data) VALUES(?,?)", blobID, inline); err != nil {
+				return fmt.Errorf("insert blob data: %w", err)
+			}
 		}
 		for _, r := range d.Recipients {
 			mb, err := t.resolveRecipientMailbox(r)
@@ -208,7 +224,9 @@ func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivere
 		return nil
 	})
 	if err != nil {
-		s.blobs.remove(blobID)
+		if inline == nil {
+			s.blobs.remove(blobID)
+		}
 		return nil, err
 	}
 	s.metrics.deliveries.Inc()
@@ -382,8 +400,21 @@ func (s *Store) Changes(ctx context.Context, mailboxID int64, since int64) (stor
 }
 
 func (s *Store) OpenBlob(ctx context.Context, blobID int64) (store.BlobReader, error) {
+	var inline bool
+	var data []byte
+	err := s.rdb.QueryRowContext(ctx, "SELECT b.inline, d.data FROM blobs b LEFT JOIN blob_data d ON d.id = b.id WHERE b.id = ?", blobID).Scan(&inline, &data)
+	if err != nil {
+		return nil, readErr(fmt.Sprintf("blob %d", blobID), err)
+	}
+	if inline {
+		return memBlob{bytes.NewReader(data)}, nil
+	}
 	return s.blobs.open(blobID)
 }
+
+type memBlob struct{ *bytes.Reader }
+
+func (memBlob) Close() error { return nil }
 
 type fullRow struct {
 	store.MessageMeta
@@ -399,7 +430,7 @@ func (t *txn) rowsFor(mailboxID int64, uids []uint32) ([]fullRow, error) {
 			want[u] = true
 		}
 	}
-	err := selectByUIDs(t.ctx, t.Tx, "SELECT "+metaCols+", m.prefix FROM messages m WHERE m.mailbox_id = ? AND m.uid IN (%s)", mailboxID, uids, func(rows *sql.Rows) error {
+	err := selectByUIDs(t.ctx, t, "SELECT "+metaCols+", m.prefix FROM messages m WHERE m.mailbox_id = ? AND m.uid IN (%s)", mailboxID, uids, func(rows *sql.Rows) error {
 		var r fullRow
 		var err error
 		r.MessageMeta, err = scanMeta(rows, &r.prefix)

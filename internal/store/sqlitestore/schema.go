@@ -81,6 +81,16 @@ CREATE TABLE expunged (
 	PRIMARY KEY(mailbox_id, uid)
 ) WITHOUT ROWID;
 `,
+	// 2: small blobs live inside the database. A file per message cost an
+	// inode, a directory entry and two fsyncs; inside SQLite the WAL is the
+	// append-only log that lets a whole batch of messages share one fsync.
+	`
+ALTER TABLE blobs ADD COLUMN inline INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE blob_data (
+	id   INTEGER PRIMARY KEY,
+	data BLOB NOT NULL
+);
+`,
 }
 
 // migrate brings the database to the newest schema version, one
@@ -93,6 +103,14 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("database schema version %d is newer than this binary supports (%d): upgrade mailstead", version, len(migrations))
+	}
+	if version == 0 {
+		// Only possible before the first table exists: lets deleted
+		// mail's pages be handed back to the file system later
+		// (PRAGMA incremental_vacuum), not just reused.
+		if _, err := db.ExecContext(ctx, "PRAGMA auto_vacuum = INCREMENTAL"); err != nil {
+			return fmt.Errorf("set auto_vacuum: %w", err)
+		}
 	}
 	for v := version; v < len(migrations); v++ {
 		tx, err := db.BeginTx(ctx, nil)

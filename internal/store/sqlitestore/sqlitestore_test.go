@@ -11,14 +11,23 @@ import (
 	"github.com/mailstead/mailstead/internal/store/storetest"
 )
 
+// TestConformance runs the suite with small blobs inside the database (the
+// default) and with every blob as a file, so both paths are covered.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := Open(context.Background(), t.TempDir(), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	for _, mode := range []struct {
+		name   string
+		inline int64
+	}{{"inline", 0}, {"files", -1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) store.Store {
+				s, err := Open(context.Background(), t.TempDir(), Options{InlineMax: mode.inline})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			})
+		})
+	}
 }
 
 // TestSweepOrphans: a blob file without a committed row (a crash between
@@ -26,7 +35,7 @@ func TestConformance(t *testing.T) {
 func TestSweepOrphans(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	s, err := Open(ctx, dir, Options{})
+	s, err := Open(ctx, dir, Options{InlineMax: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +53,7 @@ func TestSweepOrphans(t *testing.T) {
 	if err := os.WriteFile(orphan, []byte("half"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(ctx, dir, Options{})
+	s, err = Open(ctx, dir, Options{InlineMax: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +76,12 @@ func TestSweepOrphans(t *testing.T) {
 	}
 }
 
-// TestGroupCommitFsyncs: concurrent deliveries share directory fsyncs and
-// commits, so blob-layer fsyncs per message stay close to one.
+// TestGroupCommitFsyncs: concurrent deliveries of large (file) blobs share
+// directory fsyncs and commits, so blob-layer fsyncs per message stay close
+// to one; small (inline) blobs need none of their own.
 func TestGroupCommitFsyncs(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, t.TempDir(), Options{})
+	s, err := Open(ctx, t.TempDir(), Options{InlineMax: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,5 +106,14 @@ func TestGroupCommitFsyncs(t *testing.T) {
 	t.Logf("blob-layer fsyncs per message: %.2f", per)
 	if per < 1 || per > 2.01 {
 		t.Fatalf("fsyncs per message %.2f, want between 1 (file) and 2 (file + dir)", per)
+	}
+	before = s.BlobFsyncs()
+	for i := 0; i < 20; i++ {
+		if _, err := s.Deliver(ctx, store.Delivery{Blob: bytes.NewReader(make([]byte, 1000)), Recipients: []store.Recipient{{AccountID: acc.ID}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.BlobFsyncs() - before; n != 0 {
+		t.Fatalf("inline blobs made %d blob fsyncs", n)
 	}
 }

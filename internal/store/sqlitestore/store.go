@@ -37,6 +37,9 @@ type Options struct {
 	MaxBatch int
 	// ReadConns is the size of the read pool (default 8).
 	ReadConns int
+	// InlineMax is the largest blob kept inside the database rather than
+	// as a file (default 128 KiB; negative: every blob is a file).
+	InlineMax int64
 }
 
 // Store implements store.Store.
@@ -44,11 +47,13 @@ type Store struct {
 	log   *slog.Logger
 	dir   string
 	wdb   *sql.DB // exactly one connection: the writer's
+	wconn *writerConn
 	rdb   *sql.DB // read-only pool
 	blobs *blobDir
 
-	reqs     chan *writeReq
-	maxBatch int
+	reqs      chan *writeReq
+	maxBatch  int
+	inlineMax int64
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -79,6 +84,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	if opts.ReadConns <= 0 {
 		opts.ReadConns = 8
+	}
+	if opts.InlineMax == 0 {
+		opts.InlineMax = 128 << 10
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
@@ -121,10 +129,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		blobs:    blobs,
 		reqs:     make(chan *writeReq, 1024),
 		maxBatch: opts.MaxBatch,
+		inlineMax: opts.InlineMax,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	s.watch.init()
+	if s.wconn, err = newWriterConn(ctx, wdb); err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, err
+	}
 	if err := s.recoverBlobs(ctx); err != nil {
 		wdb.Close()
 		rdb.Close()
@@ -132,6 +146,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	s.initMetrics(opts.Registerer)
 	go s.writer()
+	go s.maintain()
 	return s, nil
 }
 
@@ -172,11 +187,11 @@ func (s *Store) BlobFsyncs() int64 { return s.blobs.fsyncs.Load() }
 // recoverBlobs sets the next blob id and removes files no row references.
 func (s *Store) recoverBlobs(ctx context.Context) error {
 	var max sql.NullInt64
-	if err := s.wdb.QueryRowContext(ctx, "SELECT max(id) FROM blobs").Scan(&max); err != nil {
+	if err := s.wconn.conn.QueryRowContext(ctx, "SELECT max(id) FROM blobs").Scan(&max); err != nil {
 		return fmt.Errorf("read blob ids: %w", err)
 	}
 	s.blobs.nextID.Store(max.Int64)
-	rows, err := s.wdb.QueryContext(ctx, "SELECT id FROM blobs")
+	rows, err := s.wconn.conn.QueryContext(ctx, "SELECT id FROM blobs WHERE inline = 0")
 	if err != nil {
 		return fmt.Errorf("read blob ids: %w", err)
 	}
@@ -208,6 +223,7 @@ func (s *Store) recoverBlobs(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
+	s.wconn.close()
 	err := s.wdb.Close()
 	if rerr := s.rdb.Close(); err == nil {
 		err = rerr
@@ -232,9 +248,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // txn is what a write request sees: the transaction plus the batch's
 // bookkeeping.
 type txn struct {
-	*sql.Tx
 	ctx context.Context
 	s   *Store
+	w   *writerConn
 	// touched mailboxes and accounts are notified after commit.
 	mailboxes map[int64]struct{}
 	accounts  map[int64]struct{}
@@ -319,12 +335,12 @@ func (s *Store) commit(batch []*writeReq) {
 			}
 		}
 	}
-	tx, err := s.wdb.BeginTx(context.Background(), nil)
-	if err != nil {
+	w := s.wconn
+	if err := w.begin(); err != nil {
 		finish(fmt.Errorf("%w: begin: %v", store.ErrUnavailable, err))
 		return
 	}
-	t := &txn{Tx: tx, s: s, mailboxes: map[int64]struct{}{}, accounts: map[int64]struct{}{}, now: time.Now()}
+	t := &txn{w: w, s: s, mailboxes: map[int64]struct{}{}, accounts: map[int64]struct{}{}, now: time.Now()}
 	dirs := map[string]struct{}{}
 	var removes []int64
 	for i, r := range batch {
@@ -332,7 +348,7 @@ func (s *Store) commit(batch []*writeReq) {
 			errs[i] = err
 			continue
 		}
-		if _, err := tx.Exec("SAVEPOINT req"); err != nil {
+		if err := w.raw("SAVEPOINT req"); err != nil {
 			errs[i] = fmt.Errorf("%w: savepoint: %v", store.ErrUnavailable, err)
 			continue
 		}
@@ -342,7 +358,7 @@ func (s *Store) commit(batch []*writeReq) {
 		t.mailboxes, t.accounts = map[int64]struct{}{}, map[int64]struct{}{}
 		errs[i] = safeCall(r.fn, t)
 		if errs[i] != nil {
-			tx.Exec("ROLLBACK TO req")
+			w.raw("ROLLBACK TO req")
 			t.mailboxes, t.accounts = mbx, acc
 		} else {
 			for k := range t.mailboxes {
@@ -357,16 +373,17 @@ func (s *Store) commit(batch []*writeReq) {
 				dirs[d] = struct{}{}
 			}
 		}
-		tx.Exec("RELEASE req")
+		w.raw("RELEASE req")
 	}
 	for d := range dirs {
 		if err := s.blobs.syncDir(d); err != nil {
-			tx.Rollback()
+			w.rollback()
 			finish(fmt.Errorf("%w: %v", store.ErrUnavailable, err))
 			return
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := w.commit(); err != nil {
+		w.rollback()
 		finish(fmt.Errorf("%w: commit: %v", store.ErrUnavailable, err))
 		return
 	}
@@ -474,4 +491,45 @@ func (s *Store) Watch(mailboxID int64) (<-chan struct{}, func()) {
 // WatchAccount implements store.Store.
 func (s *Store) WatchAccount(accountID int64) (<-chan struct{}, func()) {
 	return s.watch.watch(s.watch.accounts, accountID)
+}
+
+// maintain hands free pages of deleted mail back to the file system when
+// they make up a large part of the database.
+func (s *Store) maintain() {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.vacuum(context.Background()); err != nil {
+				s.log.Warn("incremental vacuum", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Store) vacuum(ctx context.Context) error {
+	return s.write(ctx, nil, func(t *txn) error {
+		var free, total int64
+		if err := t.QueryRowContext(t.ctx, "PRAGMA freelist_count").Scan(&free); err != nil {
+			return err
+		}
+		if err := t.QueryRowContext(t.ctx, "PRAGMA page_count").Scan(&total); err != nil {
+			return err
+		}
+		if free < 1024 || free*10 < total {
+			return nil
+		}
+		rows, err := t.QueryContext(t.ctx, fmt.Sprintf("PRAGMA incremental_vacuum(%d)", free))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+		}
+		rows.Close()
+		s.log.Info("returned free pages to the file system", "pages", free)
+		return rows.Err()
+	})
 }
