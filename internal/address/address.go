@@ -120,14 +120,17 @@ func Parse(s string) (Address, error) {
 }
 
 // Base returns the address without its subaddress: "user+tag" → "user",
-// "tag". An empty delimiter disables subaddressing.
-func (a Address) Base(delim string) (Address, string) {
-	if delim == "" {
+// "tag". Each character of delims is a delimiter (as Postfix's
+// recipient_delimiter), the first one found splits; "" disables
+// subaddressing.
+func (a Address) Base(delims string) (Address, string) {
+	if delims == "" {
 		return a, ""
 	}
-	i := strings.Index(a.Local, delim)
+	i := strings.IndexAny(a.Local, delims)
 	if i <= 0 {
 		return a, ""
 	}
-	return Address{Local: a.Local[:i], Domain: a.Domain}, a.Local[i+len(delim):]
+	_, w := utf8.DecodeRuneInString(a.Local[i:])
+	return Address{Local: a.Local[:i], Domain: a.Domain}, a.Local[i+w:]
 }

@@ -52,6 +52,8 @@ func TestBase(t *testing.T) {
 		{"+tag@example.org", "+", "+tag@example.org", ""},
 		{"user-tag@example.org", "-", "user@example.org", "tag"},
 		{"user+tag@example.org", "", "user+tag@example.org", ""},
+		{"user-tag@example.org", "+-", "user@example.org", "tag"},
+		{"user+a-b@example.org", "+-", "user@example.org", "a-b"},
 	}
 	for _, tt := range tests {
 		a, err := Parse(tt.in)

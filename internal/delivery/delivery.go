@@ -99,6 +99,10 @@ type Target struct {
 	Account store.Account
 	// Detail is the subaddress tag ("tag" of user+tag), kept for sieve.
 	Detail string
+	// Role is set for postmaster@/abuse@ routed to a fallback account:
+	// such mail (abuse reports, bounces about our own mail) is delivered
+	// even over quota.
+	Role bool
 }
 
 // IsLocalDomain reports whether domain (any form) is one of ours.
@@ -132,7 +136,7 @@ func (d *Deliverer) Resolve(ctx context.Context, rcpt string) (Target, error) {
 		if err != nil {
 			return Target{}, err
 		}
-		return Target{Address: address.Address{Local: "postmaster"}, Account: acc}, nil
+		return Target{Address: address.Address{Local: "postmaster"}, Account: acc, Role: true}, nil
 	}
 	addr, err := address.Parse(rcpt)
 	if err != nil {
@@ -156,6 +160,7 @@ func (d *Deliverer) Resolve(ctx context.Context, rcpt string) (Target, error) {
 		lp := strings.ToLower(addr.Local)
 		if lp == "postmaster" || lp == "abuse" {
 			acc, err = d.postmaster(ctx, addr.Domain)
+			t.Role = true
 		}
 	}
 	if errors.Is(err, store.ErrNotFound) {
@@ -164,7 +169,7 @@ func (d *Deliverer) Resolve(ctx context.Context, rcpt string) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
-	if acc.QuotaBytes > 0 && acc.UsedBytes >= acc.QuotaBytes {
+	if !t.Role && acc.QuotaBytes > 0 && acc.UsedBytes >= acc.QuotaBytes {
 		return Target{}, fmt.Errorf("%s: %w", addr, ErrMailboxFull)
 	}
 	t.Account = acc
@@ -256,8 +261,9 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 		}
 		seen[t.Account.ID] = true
 		rcpts = append(rcpts, store.Recipient{
-			AccountID: t.Account.ID,
-			Prefix:    Prefix(env.From, t.Address.String()),
+			AccountID:   t.Account.ID,
+			Prefix:      Prefix(env.From, t.Address.String()),
+			IgnoreQuota: t.Role,
 		})
 	}
 	out, err := d.st.Deliver(ctx, store.Delivery{Blob: sp, Summary: summary, Recipients: rcpts})

@@ -58,14 +58,16 @@
 //
 // # Adding extensions
 //
-// CONDSTORE/QRESYNC: the parser already accepts the SELECT parameters
-// (CONDSTORE, QRESYNC (...)), FETCH modifiers (CHANGEDSINCE, VANISHED),
-// STORE UNCHANGEDSINCE and SEARCH MODSEQ; the store keeps MODSEQ per
-// message and expunge records. What is left is session state (enabled
-// flag), HIGHESTMODSEQ in SELECT/STATUS, MODSEQ in FETCH responses (FETCH
-// already writes MODSEQ when asked), and in poll: VANISHED (EARLIER) instead
-// of EXPUNGE when QRESYNC is enabled, which is a local change in the expunge
-// branch of poll. The handlers currently answer BAD for these modifiers.
+// CONDSTORE (RFC 7162) is implemented: session.condstore is switched on by
+// ENABLE, SELECT (CONDSTORE) or the first FETCH MODSEQ/CHANGEDSINCE, STORE
+// UNCHANGEDSINCE or SEARCH MODSEQ; from then on SELECT reports
+// HIGHESTMODSEQ and every FETCH that carries flags (solicited, from STORE,
+// or from poll) carries MODSEQ. QRESYNC is the next step: the parser
+// already accepts SELECT (QRESYNC (...)) and the VANISHED modifier (the
+// handlers answer BAD for now); it needs VANISHED (EARLIER) for SELECT from
+// store.Changes, and in poll VANISHED instead of EXPUNGE, which is a local
+// change in poll's expunge branch. The view's MODSEQ watermark is exactly
+// the state QRESYNC resynchronises from.
 //
 // COMPRESS=DEFLATE wraps s.conn like STARTTLS does (setupIO rebuilds the
 // buffered reader and writer). SORT and THREAD are new commands: add a

@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				TLSConfig: starttls, ImplicitTLS: implicit, AllowInsecureAuth: lc.AllowInsecureAuth,
 				MaxMessageBytes: int64(cfg.Limits.MaxMessageSize), MaxLineLength: int(cfg.Limits.MaxLineLength),
 				MaxRecipients: cfg.Limits.MaxRecipients, CommandTimeout: cfg.Limits.SMTPCommandTimeout.D(),
-				DataTimeout: cfg.Limits.SMTPDataTimeout.D(), MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP,
+				DataTimeout: cfg.Limits.SMTPDataTimeout.D(), MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP, SubaddressDelimiter: cfg.Accounts.SubaddressDelimiter,
 				Logger: llog, Metrics: smtpMetrics,
 			})
 			if err != nil {

@@ -160,16 +160,17 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.auth = account.NewAuthenticator(st, ao)
 
 	cfg := Config{
-		Name:            "test",
-		Role:            o.role,
-		Hostname:        testHostname,
-		Deliverer:       e.deliv,
-		Auth:            e.auth,
-		TLSConfig:       serverTLS(t),
-		MaxMessageBytes: testMaxBytes,
-		MaxLineLength:   64 << 10,
-		CommandTimeout:  time.Minute, // generous: the machine may be loaded
-		DataTimeout:     time.Minute,
+		Name:                "test",
+		Role:                o.role,
+		Hostname:            testHostname,
+		Deliverer:           e.deliv,
+		Auth:                e.auth,
+		TLSConfig:           serverTLS(t),
+		MaxMessageBytes:     testMaxBytes,
+		MaxLineLength:       64 << 10,
+		CommandTimeout:      time.Minute, // generous: the machine may be loaded
+		DataTimeout:         time.Minute,
+		SubaddressDelimiter: "+",
 	}
 	if o.config != nil {
 		o.config(&cfg)

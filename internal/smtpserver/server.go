@@ -65,8 +65,10 @@ type Config struct {
 	CommandTimeout    time.Duration
 	DataTimeout       time.Duration
 	MaxConnsPerIP     int
-	Logger            *slog.Logger
-	Metrics           *Metrics
+	// SubaddressDelimiter: a submitting user may send as user+tag too.
+	SubaddressDelimiter string
+	Logger              *slog.Logger
+	Metrics             *Metrics
 }
 
 // Metrics are shared by all SMTP listeners of a process.
@@ -256,8 +258,10 @@ func (s *Server) handle(c net.Conn) {
 	if !s.perIP.acquire(ip) {
 		s.cfg.Metrics.conns.WithLabelValues(s.cfg.Name, "refused_ip_limit").Inc()
 		s.log.Info("connection refused: too many connections from address", "remote", ip)
-		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "421 4.7.0 %s Too many connections from your address, try later\r\n", s.cfg.Hostname)
+		if !s.cfg.ImplicitTLS { // a cleartext reply would be garbage to a TLS client
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "421 4.7.0 %s Too many connections from your address, try later\r\n", s.cfg.Hostname)
+		}
 		c.Close()
 		return
 	}

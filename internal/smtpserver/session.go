@@ -102,7 +102,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			return reply(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
 		}
 		from = a.String()
-		if s.account != nil && !ownsAddress(*s.account, a) {
+		if s.account != nil && !ownsAddress(*s.account, a, s.s.cfg.SubaddressDelimiter) {
 			s.log.Info("submission refused: sender is not the account's address", "account", s.account.Address, "from", from)
 			return reply(553, smtp.EnhancedCode{5, 7, 1}, fmt.Sprintf("Sender address <%s> is not yours (logged in as %s)", from, s.account.Address))
 		}
@@ -115,7 +115,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 // ownsAddress: the account's own address, with any subaddress.
-func ownsAddress(acc store.Account, a address.Address) bool {
+func ownsAddress(acc store.Account, a address.Address, delims string) bool {
 	own, err := address.Parse(acc.Address)
 	if err != nil {
 		return false
@@ -123,7 +123,7 @@ func ownsAddress(acc store.Account, a address.Address) bool {
 	if a.Key() == own.Key() {
 		return true
 	}
-	base, tag := a.Base("+")
+	base, tag := a.Base(delims)
 	return tag != "" && base.Key() == own.Key()
 }
 

@@ -54,9 +54,9 @@ type Store struct {
 	reqs      chan *writeReq
 	maxBatch  int
 	inlineMax int64
-	stopOnce sync.Once
-	stop     chan struct{}
-	done     chan struct{}
+	stopOnce  sync.Once
+	stop      chan struct{}
+	done      chan struct{}
 
 	watch watchers
 
@@ -122,16 +122,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		log:      opts.Logger,
-		dir:      dir,
-		wdb:      wdb,
-		rdb:      rdb,
-		blobs:    blobs,
-		reqs:     make(chan *writeReq, 1024),
-		maxBatch: opts.MaxBatch,
+		log:       opts.Logger,
+		dir:       dir,
+		wdb:       wdb,
+		rdb:       rdb,
+		blobs:     blobs,
+		reqs:      make(chan *writeReq, 1024),
+		maxBatch:  opts.MaxBatch,
 		inlineMax: opts.InlineMax,
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	s.watch.init()
 	if s.wconn, err = newWriterConn(ctx, wdb); err != nil {
