@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -224,6 +225,17 @@ func (d *Deliverer) postmaster(ctx context.Context, domain string) (store.Accoun
 type Envelope struct {
 	From       string // "" for the null sender <>
 	Recipients []Target
+
+	// Where the message came from, for authentication checks (SPF, iprev)
+	// and policy. RemoteIP is the client's address (from the PROXY header
+	// when there is one); Helo its EHLO/HELO name.
+	RemoteIP netip.Addr
+	Helo     string
+	// TLS is true when the message arrived over TLS.
+	TLS bool
+	// Account is set when the sender authenticated (submission); its mail
+	// is not checked like mail from the internet.
+	Account *store.Account
 }
 
 // CountReceived counts Received: header fields in a header block.

@@ -197,7 +197,9 @@ func (s *session) Data(r io.Reader) error {
 	for _, t := range s.rcpts {
 		addrs = append(addrs, t.Address.String())
 	}
-	_, err = s.s.cfg.Deliverer.Deliver(ctx, delivery.Envelope{From: s.from, Recipients: s.rcpts}, sp)
+	_, tlsOn := s.conn.TLSConnectionState()
+	env := delivery.Envelope{From: s.from, Recipients: s.rcpts, RemoteIP: s.remote, Helo: s.conn.Hostname(), TLS: tlsOn, Account: s.account}
+	_, err = s.s.cfg.Deliverer.Deliver(ctx, env, sp)
 	switch {
 	case err == nil:
 		s.result("accepted")

@@ -154,10 +154,10 @@ const (
 
 // StoreArgs are the arguments of STORE and UID STORE.
 type StoreArgs struct {
-	Set            NumSet
-	Op             StoreOp
-	Silent         bool
-	Flags          []string
+	Set    NumSet
+	Op     StoreOp
+	Silent bool
+	Flags  []string
 	// UnchangedSince is the CONDSTORE modifier; HasUnchangedSince tells
 	// "UNCHANGEDSINCE 0" (always fails) from no modifier.
 	UnchangedSince    int64
