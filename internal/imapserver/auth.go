@@ -39,7 +39,7 @@ func (s *session) cmdStartTLS(ctx context.Context, cmd *imapwire.Command) error 
 		return errBye
 	}
 	tc.SetDeadline(time.Time{})
-	s.conn = tc
+	s.setConn(tc)
 	s.tls = true
 	s.setupIO()
 	return errBye // tagged response already sent

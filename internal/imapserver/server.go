@@ -247,7 +247,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for sess := range s.sessions {
-			sess.conn.Close()
+			sess.forceClose()
 		}
 		s.mu.Unlock()
 		return ctx.Err()

@@ -82,16 +82,31 @@ func newSession(srv *Server, c net.Conn) *session {
 }
 
 // interrupt makes a session blocked reading a command wake up; it then sees
-// that the server is closing.
+// that the server is closing. It runs in Shutdown's goroutine.
 func (s *session) interrupt() {
 	s.deadlineMu.Lock()
 	s.conn.SetReadDeadline(time.Unix(1, 0))
 	s.deadlineMu.Unlock()
 }
 
+// forceClose closes the connection from Shutdown's goroutine.
+func (s *session) forceClose() {
+	s.deadlineMu.Lock()
+	s.conn.Close()
+	s.deadlineMu.Unlock()
+}
+
+// setConn replaces the connection (TLS) so that interrupt and forceClose
+// see either the old or the new one, never a torn value.
+func (s *session) setConn(c net.Conn) {
+	s.deadlineMu.Lock()
+	s.conn = c
+	s.deadlineMu.Unlock()
+}
+
 func (s *session) setupIO() {
 	s.br = bufio.NewReaderSize(s.conn, 4096)
-	s.bw = bufio.NewWriterSize(s.conn, 4096)
+	s.bw = bufio.NewWriterSize(deadlineWriter{s.conn}, 4096)
 	s.r = imapwire.NewReader(s.br)
 	s.r.MaxLine = s.srv.cfg.MaxLine
 	s.r.MaxLiteral = s.srv.cfg.MaxLiteral
@@ -109,9 +124,16 @@ func (s *session) setupIO() {
 	s.w = w
 }
 
-func (s *session) flush() error {
-	s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return s.w.Flush()
+func (s *session) flush() error { return s.w.Flush() }
+
+// deadlineWriter arms the write timeout before every write, including the
+// buffered writer's automatic flushes in the middle of large responses: a
+// deadline set at the previous explicit flush may have passed long ago.
+type deadlineWriter struct{ c net.Conn }
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return d.c.Write(p)
 }
 
 func (s *session) serve() {
@@ -138,7 +160,7 @@ func (s *session) serve() {
 			return
 		}
 		tc.SetDeadline(time.Time{})
-		s.conn = tc
+		s.setConn(tc)
 		s.tls = true
 	}
 	s.setupIO()
