@@ -214,12 +214,14 @@ type Recipient struct {
 	IgnoreQuota bool
 }
 
-// Delivered tells where one recipient's copy landed.
+// Delivered tells where one recipient's copy landed. For an entry of
+// Delivery.Queue only QueueID is set.
 type Delivered struct {
 	MailboxID int64
 	UID       uint32
 	ModSeq    int64
 	MessageID int64
+	QueueID   int64
 }
 
 // Delivery is an atomic delivery of one blob to one or more recipients.
@@ -230,6 +232,67 @@ type Delivery struct {
 	// from the blob.
 	ThreadID   string
 	Recipients []Recipient
+	// Queue entries are added to the outbound queue in the same
+	// transaction (BlobID is filled in by the store), so a message is
+	// either delivered locally and queued for every remote recipient, or
+	// neither.
+	Queue []QueueEntry
+}
+
+// QueueState is an outbound queue entry's state.
+type QueueState string
+
+const (
+	QueueReady QueueState = "ready" // waiting for its next attempt
+	QueueHeld  QueueState = "held"  // kept until released by an admin
+)
+
+// Recipient statuses in a queue entry.
+const (
+	RcptPending   = ""          // not yet delivered (maybe deferred)
+	RcptDelivered = "delivered" // accepted by the next hop
+	RcptFailed    = "failed"    // permanent failure, bounced (or to bounce)
+)
+
+// QueueRecipient is one recipient of a queue entry with its outcome.
+type QueueRecipient struct {
+	Address   string   `json:"addr"`
+	ORCPT     string   `json:"orcpt,omitempty"`  // DSN original recipient
+	Notify    []string `json:"notify,omitempty"` // DSN NOTIFY values
+	Status    string   `json:"status,omitempty"`
+	LastError string   `json:"err,omitempty"`
+}
+
+// QueueEntry is one message for one destination (a domain for SMTP, a
+// target for HTTP). One blob may have several entries.
+type QueueEntry struct {
+	ID     int64
+	BlobID int64
+	Size   int64 // blob size (read-only)
+	// Prefix is prepended to the blob when sending (e.g. DKIM-Signature).
+	Prefix      []byte
+	From        string // envelope sender, "" for <>
+	Transport   string // "smtp", "http", ...
+	Destination string // domain or target name
+	Recipients  []QueueRecipient
+	State       QueueState
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string
+	CreatedAt   time.Time
+	// WarnedAt is when a delay warning DSN was sent (zero: not yet).
+	WarnedAt time.Time
+	DSNRet   string // FULL or HDRS
+	DSNEnvID string
+	// AccountID of the submitting user (0: forwarded or system mail).
+	AccountID int64
+}
+
+// QueueStats summarises the queue for metrics.
+type QueueStats struct {
+	Entries int
+	Held    int
+	Oldest  time.Time // zero when empty
 }
 
 // FlagOp says how StoreFlags combines the given flags with the current ones.
@@ -338,6 +401,22 @@ type Store interface {
 	// the caller's session; UIDNEXT when none is) and marks everything up
 	// to UIDNEXT as claimed, so later callers get none of them.
 	ClaimRecent(ctx context.Context, mailboxID int64) (uint32, error)
+
+	// Outbound queue. Entries are added by Deliver (Delivery.Queue).
+	// QueueDue returns ready entries whose next attempt is at or before
+	// now, oldest first, at most limit.
+	QueueDue(ctx context.Context, now time.Time, limit int) ([]QueueEntry, error)
+	// QueueNext returns the earliest next attempt of a ready entry.
+	QueueNext(ctx context.Context) (time.Time, bool, error)
+	QueueList(ctx context.Context) ([]QueueEntry, error)
+	QueueGet(ctx context.Context, id int64) (QueueEntry, error)
+	// QueueUpdate writes an entry's Recipients, State, Attempts,
+	// NextAttempt, LastError and WarnedAt.
+	QueueUpdate(ctx context.Context, e QueueEntry) error
+	// QueueDelete removes an entry (delivered, bounced or deleted by an
+	// admin) and frees its blob when nothing else references it.
+	QueueDelete(ctx context.Context, id int64) error
+	QueueStats(ctx context.Context) (QueueStats, error)
 
 	// Watch returns a channel that receives a value (coalesced) after any
 	// committed change to the mailbox, and a function to stop watching.

@@ -239,7 +239,7 @@ func (t *txn) blobsOf(q string, args ...any) ([]int64, error) {
 func (t *txn) freeBlobs(candidates []int64) error {
 	for _, id := range candidates {
 		var ref int
-		if err := t.QueryRowContext(t.ctx, "SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?)", id).Scan(&ref); err != nil {
+		if err := t.QueryRowContext(t.ctx, "SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?) OR EXISTS(SELECT 1 FROM queue WHERE blob_id = ?)", id, id).Scan(&ref); err != nil {
 			return err
 		}
 		if ref != 0 {

@@ -152,8 +152,13 @@ func (t *txn) resolveRecipientMailbox(r store.Recipient) (int64, error) {
 }
 
 func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivered, error) {
-	if d.Blob == nil || len(d.Recipients) == 0 {
+	if d.Blob == nil || len(d.Recipients)+len(d.Queue) == 0 {
 		return nil, fmt.Errorf("deliver: need a blob and recipients: %w", store.ErrInvalid)
+	}
+	for _, q := range d.Queue {
+		if q.Transport == "" || q.Destination == "" || len(q.Recipients) == 0 {
+			return nil, fmt.Errorf("queue entry needs transport, destination and recipients: %w", store.ErrInvalid)
+		}
 	}
 	for i := range d.Recipients {
 		kw, err := cleanKeywords(d.Recipients[i].Keywords)
@@ -220,6 +225,17 @@ func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivere
 			}
 			t.touch(r.AccountID, mb)
 			out = append(out, store.Delivered{MailboxID: mb, UID: uid, ModSeq: modseq, MessageID: mid})
+		}
+		for _, q := range d.Queue {
+			q.BlobID = blobID
+			id, err := t.enqueue(q)
+			if err != nil {
+				return err
+			}
+			out = append(out, store.Delivered{QueueID: id})
+		}
+		if len(d.Queue) > 0 {
+			t.queued = true
 		}
 		return nil
 	})

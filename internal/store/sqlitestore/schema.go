@@ -91,6 +91,29 @@ CREATE TABLE blob_data (
 	data BLOB NOT NULL
 );
 `,
+	// 3: the outbound queue, one row per (message, destination).
+	`
+CREATE TABLE queue (
+	id           INTEGER PRIMARY KEY,
+	blob_id      INTEGER NOT NULL REFERENCES blobs(id),
+	prefix       BLOB,
+	mail_from    TEXT NOT NULL,
+	transport    TEXT NOT NULL,
+	destination  TEXT NOT NULL,
+	recipients   TEXT NOT NULL,
+	state        TEXT NOT NULL,
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	next_attempt INTEGER NOT NULL,
+	last_error   TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	warned_at    INTEGER NOT NULL DEFAULT 0,
+	dsn_ret      TEXT NOT NULL DEFAULT '',
+	dsn_envid    TEXT NOT NULL DEFAULT '',
+	account_id   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX queue_due ON queue(state, next_attempt);
+CREATE INDEX queue_blob ON queue(blob_id);
+`,
 }
 
 // migrate brings the database to the newest schema version, one

@@ -256,7 +256,9 @@ type txn struct {
 	accounts  map[int64]struct{}
 	// removeBlobs are deleted from disk after the commit.
 	removeBlobs []int64
-	now         time.Time
+	// queued is set when a request added queue entries.
+	queued bool
+	now    time.Time
 }
 
 func (t *txn) touch(accountID, mailboxID int64) {
@@ -400,6 +402,9 @@ func (s *Store) commit(batch []*writeReq) {
 	for id := range t.accounts {
 		s.watch.notifyAccount(id)
 	}
+	if t.queued {
+		s.watch.notifyQueue()
+	}
 	finish(nil)
 }
 
@@ -427,12 +432,26 @@ func readErr(what string, err error) error {
 
 // watchers fans out change notifications.
 type watchers struct {
+	queue     chan struct{}
 	mu        sync.Mutex
 	mailboxes map[int64]map[chan struct{}]struct{}
 	accounts  map[int64]map[chan struct{}]struct{}
 }
 
+func (w *watchers) notifyQueue() {
+	select {
+	case w.queue <- struct{}{}:
+	default:
+	}
+}
+
+// QueueWake returns a channel that receives a value (coalesced) when
+// entries are added to the queue, so the queue runner can sleep until the
+// next due time without polling. There is one such channel per store.
+func (s *Store) QueueWake() <-chan struct{} { return s.watch.queue }
+
 func (w *watchers) init() {
+	w.queue = make(chan struct{}, 1)
 	w.mailboxes = map[int64]map[chan struct{}]struct{}{}
 	w.accounts = map[int64]map[chan struct{}]struct{}{}
 }

@@ -39,6 +39,7 @@ func Run(t *testing.T, open Opener) {
 		{"Recent", testRecent},
 		{"Import", testImport},
 		{"DeleteFreesBlobs", testDeleteFreesBlobs},
+		{"Queue", testQueue},
 		{"Concurrency", testConcurrency},
 	}
 	for _, tt := range tests {
@@ -604,5 +605,94 @@ func testConcurrency(t *testing.T, st store.Store) {
 		if m.UID != uint32(i+1) {
 			t.Fatalf("uid %d at %d", m.UID, i)
 		}
+	}
+}
+
+func testQueue(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	now := time.Now()
+	d, err := st.Deliver(ctx(), store.Delivery{
+		Blob:       bytes.NewReader([]byte("Subject: out\r\n\r\nbody\r\n")),
+		Recipients: []store.Recipient{{AccountID: acc.ID, MailboxName: "Sent"}},
+		Queue: []store.QueueEntry{
+			{From: "a@example.org", Transport: "smtp", Destination: "example.net", Recipients: []store.QueueRecipient{{Address: "x@example.net", Notify: []string{"FAILURE"}}, {Address: "y@example.net"}}, DSNRet: "HDRS", AccountID: acc.ID, Prefix: []byte("DKIM-Signature: x\r\n")},
+			{From: "a@example.org", Transport: "smtp", Destination: "example.com", Recipients: []store.QueueRecipient{{Address: "z@example.com"}}},
+		},
+	})
+	must(t, err)
+	if len(d) != 3 || d[0].UID != 1 || d[1].QueueID == 0 || d[2].QueueID == 0 || d[1].QueueID == d[2].QueueID {
+		t.Fatalf("delivered %+v", d)
+	}
+	due, err := st.QueueDue(ctx(), now.Add(time.Second), 10)
+	must(t, err)
+	if len(due) != 2 {
+		t.Fatalf("due %d", len(due))
+	}
+	e := due[0]
+	if e.ID != d[1].QueueID || e.Destination != "example.net" || len(e.Recipients) != 2 || e.Recipients[0].Notify[0] != "FAILURE" ||
+		e.DSNRet != "HDRS" || e.AccountID != acc.ID || string(e.Prefix) != "DKIM-Signature: x\r\n" || e.Size != int64(len("Subject: out\r\n\r\nbody\r\n")) || e.State != store.QueueReady {
+		t.Fatalf("entry %+v", e)
+	}
+	next, ok, err := st.QueueNext(ctx())
+	must(t, err)
+	if !ok || next.After(now.Add(time.Second)) {
+		t.Fatalf("next %v %v", next, ok)
+	}
+	// A deferred attempt moves the entry out of the due set.
+	e.Recipients[0].Status = store.RcptDelivered
+	e.Recipients[1].LastError = "451 try later"
+	e.Attempts = 1
+	e.NextAttempt = now.Add(time.Hour)
+	e.LastError = "451 try later"
+	e.WarnedAt = now
+	must(t, st.QueueUpdate(ctx(), e))
+	got, err := st.QueueGet(ctx(), e.ID)
+	must(t, err)
+	if got.Attempts != 1 || got.Recipients[0].Status != store.RcptDelivered || got.LastError != "451 try later" || got.WarnedAt.IsZero() {
+		t.Fatalf("after update %+v", got)
+	}
+	due, _ = st.QueueDue(ctx(), now.Add(time.Second), 10)
+	if len(due) != 1 || due[0].ID != d[2].QueueID {
+		t.Fatalf("due after defer %+v", due)
+	}
+	// Held entries are never due.
+	h := due[0]
+	h.State = store.QueueHeld
+	must(t, st.QueueUpdate(ctx(), h))
+	due, _ = st.QueueDue(ctx(), now.Add(2*time.Hour), 10)
+	if len(due) != 1 || due[0].ID != e.ID {
+		t.Fatalf("due with one held %+v", due)
+	}
+	stats, err := st.QueueStats(ctx())
+	must(t, err)
+	if stats.Entries != 2 || stats.Held != 1 || stats.Oldest.IsZero() {
+		t.Fatalf("stats %+v", stats)
+	}
+	h.State = "bogus"
+	wantErr(t, st.QueueUpdate(ctx(), h), store.ErrInvalid)
+	// The blob outlives the local copy while queued, and is freed with
+	// the last queue entry.
+	sent := mailbox(t, st, acc.ID, "Sent")
+	_, err = st.Expunge(ctx(), sent.ID, []uint32{1})
+	must(t, err)
+	b, err := st.OpenBlob(ctx(), e.BlobID)
+	must(t, err)
+	b.Close()
+	must(t, st.QueueDelete(ctx(), e.ID))
+	must(t, st.QueueDelete(ctx(), h.ID))
+	wantErr(t, st.QueueDelete(ctx(), h.ID), store.ErrNotFound)
+	_, err = st.OpenBlob(ctx(), e.BlobID)
+	wantErr(t, err, store.ErrNotFound)
+	// Queue-only delivery (forwarding) needs no local recipient.
+	d, err = st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte("x")), Queue: []store.QueueEntry{{Transport: "http", Destination: "hook", Recipients: []store.QueueRecipient{{Address: "a@example.org"}}}}})
+	must(t, err)
+	if len(d) != 1 || d[0].QueueID == 0 {
+		t.Fatalf("queue-only %+v", d)
+	}
+	_, err = st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte("x")), Queue: []store.QueueEntry{{Transport: "smtp"}}})
+	wantErr(t, err, store.ErrInvalid)
+	stats, _ = st.QueueStats(ctx())
+	if stats.Entries != 1 || stats.Held != 0 {
+		t.Fatalf("stats %+v", stats)
 	}
 }
