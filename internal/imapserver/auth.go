@@ -8,6 +8,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/mailstead/mailstead/internal/account"
 	"github.com/mailstead/mailstead/internal/imapserver/imapwire"
 	"github.com/mailstead/mailstead/internal/store"
 )
@@ -109,6 +110,9 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 		}
 		s.authFailures++
 		s.log.Info("imap authentication failed", "user", user, "err", err)
+		if errors.Is(err, account.ErrTooManyFailures) {
+			return no("AUTHENTICATIONFAILED", "Too many failed authentications from your address, try again later")
+		}
 		return no("AUTHENTICATIONFAILED", "Authentication failed")
 	}
 	if !s.srv.acquireUserIP(acct.ID, s.remote) {

@@ -14,7 +14,8 @@
 // login so unauthenticated clients cannot upload), literals per command and
 // nesting depth. A synchronizing literal over its limit is refused with NO
 // [TOOBIG] before the client sends it; a non-synchronizing one ends the
-// connection.
+// connection. APPEND messages of 1 MiB and more are spooled to an unlinked
+// file in Config.SpoolDir instead of memory.
 //
 // This package holds the server (server.go: listeners, per-user-per-IP
 // connection counting, shutdown, metrics) and the session (session.go: the
@@ -58,16 +59,16 @@
 //
 // # Adding extensions
 //
-// CONDSTORE (RFC 7162) is implemented: session.condstore is switched on by
-// ENABLE, SELECT (CONDSTORE) or the first FETCH MODSEQ/CHANGEDSINCE, STORE
-// UNCHANGEDSINCE or SEARCH MODSEQ; from then on SELECT reports
-// HIGHESTMODSEQ and every FETCH that carries flags (solicited, from STORE,
-// or from poll) carries MODSEQ. QRESYNC is the next step: the parser
-// already accepts SELECT (QRESYNC (...)) and the VANISHED modifier (the
-// handlers answer BAD for now); it needs VANISHED (EARLIER) for SELECT from
-// store.Changes, and in poll VANISHED instead of EXPUNGE, which is a local
-// change in poll's expunge branch. The view's MODSEQ watermark is exactly
-// the state QRESYNC resynchronises from.
+// CONDSTORE and QRESYNC (RFC 7162) are implemented on top of the view:
+// session.condstore is switched on by ENABLE, SELECT (CONDSTORE) or the
+// first FETCH MODSEQ/CHANGEDSINCE, STORE UNCHANGEDSINCE or SEARCH MODSEQ;
+// from then on SELECT reports HIGHESTMODSEQ and every FETCH that carries
+// flags (solicited, from STORE, or from poll) carries MODSEQ. With
+// ENABLE QRESYNC, poll reports expunges as VANISHED instead of EXPUNGE,
+// SELECT (QRESYNC (...)) sends VANISHED (EARLIER) and the changed flags
+// since the client's MODSEQ (from store.Changes), and UID FETCH accepts
+// the VANISHED modifier. When the store has pruned old expunge records,
+// VANISHED (EARLIER) falls back to "every known UID not in the mailbox".
 //
 // COMPRESS=DEFLATE wraps s.conn like STARTTLS does (setupIO rebuilds the
 // buffered reader and writer). SORT and THREAD are new commands: add a

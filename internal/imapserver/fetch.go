@@ -162,12 +162,19 @@ func setsSeen(it imapwire.FetchItem) bool {
 
 func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 	a := cmd.Args.(*imapwire.FetchArgs)
-	if a.Vanished {
-		return bad("QRESYNC is not enabled")
+	if a.Vanished && (!s.qresync || !cmd.UID || !a.HasChangedSince) {
+		return bad("VANISHED needs QRESYNC enabled, UID FETCH and CHANGEDSINCE")
 	}
 	uids, err := s.resolve(a.Set, cmd.UID)
 	if err != nil {
 		return err
+	}
+	if a.Vanished {
+		ch, err := s.srv.cfg.Store.Changes(ctx, s.view.mb.ID, a.ChangedSince)
+		if err != nil {
+			return err
+		}
+		s.writeVanishedEarlier(ch, a.Set)
 	}
 	items := a.Items
 	hasUID, hasFlags, hasModSeq := false, false, false

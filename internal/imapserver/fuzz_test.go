@@ -24,6 +24,7 @@ func FuzzSession(f *testing.F) {
 		"a APPEND INBOX ~{5+}\r\nab\x00cd\r\nb FETCH * BINARY[]",
 		"a IDLE\r\nDONE\r\nb UNSELECT\r\nc EXAMINE INBOX\r\nd FETCH 1 BODY[]",
 		"a ENABLE IMAP4rev2 UTF8=ACCEPT\r\nb SELECT \"&-&\"\r\nc STATUS \"Entwürfe\" (MESSAGES)",
+		"a ENABLE QRESYNC\r\nb SELECT INBOX (QRESYNC (1 0 1:*,5 (1:* 1:*)))\r\nc UID FETCH 1:* FLAGS (CHANGEDSINCE 0 VANISHED)\r\nd UID STORE * (UNCHANGEDSINCE 0) FLAGS.SILENT ()\r\ne SEARCH MODSEQ 0 RETURN (ALL)",
 	}
 	for _, s := range seeds {
 		f.Add(s)

@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailstead/mailstead/internal/account"
 	"github.com/mailstead/mailstead/internal/message"
 	"github.com/mailstead/mailstead/internal/store"
 	"github.com/mailstead/mailstead/internal/store/sqlitestore"
@@ -34,12 +34,13 @@ import (
 // tests set to "test:" + password. Test use only.
 type testAuth struct{ st *sqlitestore.Store }
 
-var errTestAuth = errors.New("authentication failed")
-
 func (a testAuth) Authenticate(ctx context.Context, user, pass string, remote netip.Addr) (store.Account, error) {
+	if user == "blocked@example.org" {
+		return store.Account{}, account.ErrTooManyFailures
+	}
 	acct, err := a.st.GetAccount(ctx, user)
 	if err != nil || acct.PasswordHash != "test:"+pass || !remote.IsLoopback() {
-		return store.Account{}, errTestAuth
+		return store.Account{}, fmt.Errorf("user %q: %w", user, account.ErrAuthFailed)
 	}
 	return acct, nil
 }

@@ -35,14 +35,20 @@ func (s *session) cmdCreate(ctx context.Context, cmd *imapwire.Command) error {
 		}
 		role = r
 	}
-	_, err = s.srv.cfg.Store.CreateMailbox(ctx, s.acct.ID, name, role, 0)
+	mb, err := s.srv.cfg.Store.CreateMailbox(ctx, s.acct.ID, name, role, 0)
 	if errors.Is(err, store.ErrExists) {
 		return no("ALREADYEXISTS", "Mailbox already exists")
 	}
 	if errors.Is(err, store.ErrInvalid) && role != "" {
 		return no("USEATTR", "Special-use attribute already in use")
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if mb.ObjectID != "" {
+		s.respCode = "MAILBOXID (" + mb.ObjectID + ")"
+	}
+	return nil
 }
 
 func (s *session) cmdDelete(ctx context.Context, cmd *imapwire.Command) error {

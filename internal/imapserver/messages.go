@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sort"
 	"strings"
@@ -249,15 +250,19 @@ func (s *session) cmdAppend(ctx context.Context, cmd *imapwire.Command) error {
 		}
 	}
 	for _, m := range a.Messages {
-		if len(m.Data) == 0 {
+		if m.Size == 0 {
 			rollback()
 			return no("CANNOT", "Empty message")
 		}
-		if int64(len(m.Data)) > s.srv.cfg.AppendLimit {
+		if m.Size > s.srv.cfg.AppendLimit {
 			rollback()
 			return no("TOOBIG", "Message exceeds APPENDLIMIT")
 		}
-		part, err := message.Parse(bytes.NewReader(m.Data), int64(len(m.Data)))
+		var blob store.Blob = bytes.NewReader(m.Data)
+		if m.File != nil {
+			blob = io.NewSectionReader(m.File, 0, m.Size)
+		}
+		part, err := message.Parse(blob, blob.Size())
 		if err != nil {
 			rollback()
 			return fmt.Errorf("parse appended message: %w", err)
@@ -268,7 +273,7 @@ func (s *session) cmdAppend(ctx context.Context, cmd *imapwire.Command) error {
 			date = s.srv.now()
 		}
 		d, err := st.Deliver(ctx, store.Delivery{
-			Blob:    bytes.NewReader(m.Data),
+			Blob:    blob,
 			Summary: part.Encode(),
 			Recipients: []store.Recipient{{
 				AccountID: s.acct.ID, MailboxID: mb.ID,

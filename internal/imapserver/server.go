@@ -44,9 +44,11 @@ type Store interface {
 	Watch(mailboxID int64) (<-chan struct{}, func())
 }
 
-// Authenticator checks credentials. On failure it has already applied the
-// configured failed-authentication delay (in the caller's goroutine, so
-// other clients are unaffected) and returns an error.
+// Authenticator checks credentials (account.Authenticator). On failure it
+// has already applied the configured failed-authentication delay (in the
+// caller's goroutine, so other clients are unaffected) and returns an
+// error wrapping account.ErrAuthFailed or account.ErrTooManyFailures, or
+// store.ErrUnavailable when it could not check.
 type Authenticator interface {
 	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (store.Account, error)
 }
@@ -71,7 +73,10 @@ type Config struct {
 	MaxLine           int           // default 64 KiB
 	MaxConnsPerUserIP int           // default 50
 	AppendLimit       int64         // default 64 MiB
-	Now               func() time.Time
+	// SpoolDir holds APPEND messages over 1 MiB while they are received
+	// (unlinked files); "" is os.TempDir().
+	SpoolDir string
+	Now      func() time.Time
 }
 
 // Server is an IMAP server.
@@ -146,8 +151,9 @@ func New(cfg Config) (*Server, error) {
 	}, nil
 }
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("imapserver: server closed")
+// ErrServerClosed is returned by Serve after Shutdown. It wraps
+// net.ErrClosed so callers can treat both alike.
+var ErrServerClosed = fmt.Errorf("imapserver: server closed: %w", net.ErrClosed)
 
 // Serve accepts connections on l until Shutdown. The listener may hand out
 // PROXY-protocol wrapped connections: the remote address is read inside

@@ -64,6 +64,7 @@ type session struct {
 	rev2      bool // IMAP4rev2
 	utf8      bool // UTF8=ACCEPT or IMAP4rev2: mailbox names and strings in UTF-8
 	condstore bool // CONDSTORE (RFC 7162): MODSEQ in FETCH responses
+	qresync   bool // QRESYNC (RFC 7162): VANISHED instead of EXPUNGE
 
 	view *view // selected mailbox, nil unless stateSelected
 
@@ -113,6 +114,16 @@ func (s *session) setupIO() {
 	s.r.Continue = func() error {
 		s.w.Raw("+ Ready\r\n")
 		return s.flush()
+	}
+	s.r.Spool = func() (*os.File, error) {
+		f, err := os.CreateTemp(s.srv.cfg.SpoolDir, "imap-append-*")
+		if err != nil {
+			s.log.Warn("imap append spool", "err", err)
+			return nil, err
+		}
+		// Unlinked at once: nothing is left behind if we crash.
+		os.Remove(f.Name())
+		return f, nil
 	}
 	if s.state != stateNotAuth {
 		s.r.MaxAppend = s.srv.cfg.AppendLimit
@@ -327,6 +338,15 @@ func init() {
 }
 
 func (s *session) handle(cmd *imapwire.Command) {
+	if a, ok := cmd.Args.(*imapwire.AppendArgs); ok {
+		defer func() {
+			for _, m := range a.Messages {
+				if m.File != nil {
+					m.File.Close()
+				}
+			}
+		}()
+	}
 	name := cmd.Name
 	if cmd.UID {
 		name = "UID " + name
@@ -465,7 +485,8 @@ func (s *session) capabilities() string {
 		"SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
 		"ESEARCH", "SEARCHRES", "STATUS=SIZE", "BINARY", "MULTIAPPEND",
 		fmt.Sprintf("APPENDLIMIT=%d", s.srv.cfg.AppendLimit),
-		"QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT", "CONDSTORE",
+		"QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC",
+		"OBJECTID", "SAVEDATE", "WITHIN",
 	)
 	return strings.Join(caps, " ")
 }
@@ -529,6 +550,13 @@ func (s *session) cmdEnable(ctx context.Context, cmd *imapwire.Command) error {
 		case "CONDSTORE":
 			if !s.condstore {
 				enabled = append(enabled, "CONDSTORE")
+				s.enableCondstore()
+			}
+		case "QRESYNC":
+			// QRESYNC implies CONDSTORE (RFC 7162 3.2.3).
+			if !s.qresync {
+				enabled = append(enabled, "QRESYNC")
+				s.qresync = true
 				s.enableCondstore()
 			}
 		}

@@ -296,6 +296,24 @@ func TestLoginDisabledWithoutTLS(t *testing.T) {
 	c.ok("AUTHENTICATE PLAIN " + ir)
 }
 
+func TestAuthFailures(t *testing.T) {
+	e := newTestEnv(t, nil)
+	c := e.dial()
+	c.fail("LOGIN blocked@example.org x", "NO [AUTHENTICATIONFAILED] Too many failed authentications")
+	for i := 1; i < maxAuthFailures-1; i++ {
+		c.fail("LOGIN joe@example.org wrong", "NO [AUTHENTICATIONFAILED]")
+	}
+	// The last allowed failure ends the connection after the NO.
+	c.fail("AUTHENTICATE PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00joe@example.org\x00wrong")), "NO [AUTHENTICATIONFAILED]")
+	if l := c.readLine(); !strings.HasPrefix(l, "* BYE") {
+		t.Fatalf("got %q", l)
+	}
+	// Authorization identity must match.
+	d := e.dial()
+	d.fail("AUTHENTICATE PLAIN "+base64.StdEncoding.EncodeToString([]byte("other@example.org\x00joe@example.org\x00"+testPass)), "NO [AUTHORIZATIONFAILED]")
+	d.fail("AUTHENTICATE CRAM-MD5", "NO")
+}
+
 func TestAuthenticateContinuation(t *testing.T) {
 	e := newTestEnv(t, nil)
 	c := e.dial()
@@ -390,4 +408,38 @@ func TestPythonImaplib(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("imaplib session: %v\n%s", err, out)
 	}
+}
+
+// A message above the spool threshold goes through a temporary file and
+// comes back byte for byte.
+func TestAppendLarge(t *testing.T) {
+	spool := t.TempDir()
+	e := newTestEnv(t, func(c *Config) { c.SpoolDir = spool })
+	c := e.login()
+	var b strings.Builder
+	b.WriteString("From: big@example.com\r\nSubject: large\r\n\r\n")
+	for i := 0; b.Len() < 3<<20; i++ {
+		fmt.Fprintf(&b, "line %d of a large message\r\n", i)
+	}
+	msg := b.String()
+	c.n++
+	tag := fmt.Sprintf("t%d", c.n)
+	c.write(fmt.Sprintf("%s APPEND INBOX {%d}\r\n", tag, len(msg)))
+	if l := c.readLine(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("got %q", l)
+	}
+	c.write(msg + "\r\n")
+	if l := c.readLine(); !strings.HasPrefix(l, tag+" OK [APPENDUID") {
+		t.Fatalf("got %q", l)
+	}
+	if ents, _ := os.ReadDir(spool); len(ents) != 0 {
+		t.Errorf("spool files left behind: %v", ents)
+	}
+	c.ok("SELECT INBOX")
+	u := c.ok("FETCH 1 (RFC822.SIZE BODY.PEEK[])")
+	want := fmt.Sprintf("* 1 FETCH (RFC822.SIZE %d BODY[] {%d}\r\n%s)", len(msg), len(msg), msg)
+	if len(u) != 1 || u[0] != want {
+		t.Fatalf("fetched message differs (len %d, want %d)", len(u[0]), len(want))
+	}
+	has(t, c.ok("SEARCH BODY \"line 70000 of\""), "* SEARCH 1")
 }

@@ -151,7 +151,7 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 	if err != nil {
 		return err
 	}
-	if a.QResync != nil {
+	if a.QResync != nil && !s.qresync {
 		return bad("QRESYNC is not enabled")
 	}
 	if a.CondStore {
@@ -230,6 +230,9 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 	s.w.Raw("] UIDs valid\r\n* OK [UIDNEXT ")
 	s.w.Unum(status.UIDNext)
 	s.w.Raw("] Predicted next UID\r\n")
+	if mb.ObjectID != "" {
+		s.w.Raw("* OK [MAILBOXID (" + mb.ObjectID + ")] Mailbox ID\r\n")
+	}
 	if s.condstore {
 		s.w.Raw("* OK [HIGHESTMODSEQ ")
 		s.w.Num(status.HighestModSeq)
@@ -240,12 +243,92 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 		s.writeMailbox(mb.Name)
 		s.w.CRLF()
 	}
+	if q := a.QResync; q != nil && q.UIDValidity == status.UIDValidity {
+		if err := s.qresyncSelect(ctx, q); err != nil {
+			return err
+		}
+	}
 	if v.readOnly {
 		s.respCode = "READ-ONLY"
 	} else {
 		s.respCode = "READ-WRITE"
 	}
 	return nil
+}
+
+// qresyncSelect sends what changed since the client's cached state (RFC
+// 7162 3.2.5): VANISHED (EARLIER) for expunged UIDs, then FETCH for
+// messages whose flags changed.
+func (s *session) qresyncSelect(ctx context.Context, q *imapwire.QResyncArgs) error {
+	v := s.view
+	ch, err := s.srv.cfg.Store.Changes(ctx, v.mb.ID, q.ModSeq)
+	if err != nil {
+		return err
+	}
+	known := imapwire.NumSet{Ranges: []imapwire.NumRange{{Start: 1, Stop: 0}}}
+	if q.KnownUIDs != nil {
+		known = *q.KnownUIDs
+	}
+	s.writeVanishedEarlier(ch, known)
+	for _, m := range ch.Changed {
+		seq := v.seq(m.UID)
+		if seq == 0 || m.ModSeq > v.modseq {
+			continue // newer changes come with the next poll
+		}
+		s.w.Raw("* ")
+		s.w.Unum(seq)
+		s.w.Raw(" FETCH (UID ")
+		s.w.Unum(m.UID)
+		s.w.SP()
+		s.writeFlags(m)
+		s.w.Raw(" MODSEQ (")
+		s.w.Num(m.ModSeq)
+		s.w.Raw("))\r\n")
+	}
+	return nil
+}
+
+// writeVanishedEarlier reports the UIDs in set that are gone: from the
+// expunge records, or, when those were pruned, every UID of set (up to
+// the view's highest) that is not in the view. Clients ignore UIDs they
+// did not know.
+func (s *session) writeVanishedEarlier(ch store.Changes, set imapwire.NumSet) {
+	v := s.view
+	var out string
+	if !ch.ExpungesPruned {
+		var uids []uint32
+		for _, e := range ch.Expunged {
+			if set.Contains(e.UID, v.maxUID()) && v.seq(e.UID) == 0 {
+				uids = append(uids, e.UID)
+			}
+		}
+		out = imapwire.CompactSet(uids)
+	} else {
+		out = missingRanges(set.Resolve(v.maxUID()), v.uids)
+	}
+	if out != "" {
+		s.w.Raw("* VANISHED (EARLIER) " + out + "\r\n")
+	}
+}
+
+// missingRanges formats the numbers in ranges that are not in present
+// (ascending), without enumerating them one by one.
+func missingRanges(ranges []imapwire.NumRange, present []uint32) string {
+	var out []imapwire.NumRange
+	for _, r := range ranges {
+		lo := r.Start
+		i := sort.Search(len(present), func(i int) bool { return present[i] >= r.Start })
+		for ; i < len(present) && present[i] <= r.Stop; i++ {
+			if present[i] > lo {
+				out = append(out, imapwire.NumRange{Start: lo, Stop: present[i] - 1})
+			}
+			lo = present[i] + 1
+		}
+		if lo <= r.Stop && lo != 0 {
+			out = append(out, imapwire.NumRange{Start: lo, Stop: r.Stop})
+		}
+	}
+	return imapwire.NumSet{Ranges: out}.String()
 }
 
 func (s *session) cmdClose(ctx context.Context, cmd *imapwire.Command) error {
@@ -318,10 +401,19 @@ func (s *session) poll(ctx context.Context, expunge bool) error {
 		sort.Ints(gone)
 	}
 	if len(gone) > 0 {
-		for k := len(gone) - 1; k >= 0; k-- {
-			s.w.Raw("* ")
-			s.w.Num(int64(gone[k] + 1))
-			s.w.Raw(" EXPUNGE\r\n")
+		if s.qresync {
+			// QRESYNC replaces EXPUNGE by VANISHED with UIDs.
+			vanished := make([]uint32, len(gone))
+			for k, i := range gone {
+				vanished[k] = v.uids[i]
+			}
+			s.w.Raw("* VANISHED " + imapwire.CompactSet(vanished) + "\r\n")
+		} else {
+			for k := len(gone) - 1; k >= 0; k-- {
+				s.w.Raw("* ")
+				s.w.Num(int64(gone[k] + 1))
+				s.w.Raw(" EXPUNGE\r\n")
+			}
 		}
 		out := v.uids[:0]
 		k := 0

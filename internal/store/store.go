@@ -288,6 +288,38 @@ type QueueEntry struct {
 	AccountID int64
 }
 
+// Alias is an address that delivers to other addresses. A catch-all is an
+// alias whose Address is "@domain".
+type Alias struct {
+	ID      int64
+	Address string // local@domain (domain as A-label), or @domain
+	Domain  string
+	// Targets are addresses: local accounts, other aliases, external
+	// addresses, or "http:NAME" for a webhook target.
+	Targets []string
+	// Disabled aliases accept and drop (DisabledAction "drop") or refuse
+	// with 550 ("reject").
+	Disabled       bool
+	DisabledAction string
+	Note           string
+	// ForwardMode for external targets: "srs" (default) or "rewrite".
+	ForwardMode string
+	// OwnerAccountID is the account that owns the alias (generated aliases;
+	// may send as it); 0 for none.
+	OwnerAccountID int64
+	CreatedAt      time.Time
+}
+
+// SieveScript is a user's (AccountID > 0) or a global (AccountID 0,
+// names "before" and "after") sieve script.
+type SieveScript struct {
+	AccountID int64
+	Name      string
+	Content   string
+	Active    bool
+	UpdatedAt time.Time
+}
+
 // QueueStats summarises the queue for metrics.
 type QueueStats struct {
 	Entries int
@@ -401,6 +433,28 @@ type Store interface {
 	// the caller's session; UIDNEXT when none is) and marks everything up
 	// to UIDNEXT as claimed, so later callers get none of them.
 	ClaimRecent(ctx context.Context, mailboxID int64) (uint32, error)
+
+	// Aliases. AddAlias fails with ErrExists when the address is an
+	// alias already, and with ErrInvalid when it is an account's address
+	// (an address is one or the other, never both).
+	AddAlias(ctx context.Context, a Alias) (Alias, error)
+	GetAlias(ctx context.Context, address string) (Alias, error)
+	// ListAliases lists a domain's aliases ("" for all).
+	ListAliases(ctx context.Context, domain string) ([]Alias, error)
+	// UpdateAlias writes Targets, Disabled, DisabledAction, Note,
+	// ForwardMode and OwnerAccountID.
+	UpdateAlias(ctx context.Context, a Alias) error
+	DeleteAlias(ctx context.Context, address string) error
+
+	// Sieve scripts. At most one script per account is active;
+	// PutSieveScript keeps the Active flag of an existing script.
+	PutSieveScript(ctx context.Context, sc SieveScript) error
+	GetSieveScript(ctx context.Context, accountID int64, name string) (SieveScript, error)
+	ListSieveScripts(ctx context.Context, accountID int64) ([]SieveScript, error)
+	// ActivateSieveScript makes name the active script ("" deactivates
+	// all).
+	ActivateSieveScript(ctx context.Context, accountID int64, name string) error
+	DeleteSieveScript(ctx context.Context, accountID int64, name string) error
 
 	// Outbound queue. Entries are added by Deliver (Delivery.Queue).
 	// QueueDue returns ready entries whose next attempt is at or before

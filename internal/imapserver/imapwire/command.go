@@ -3,6 +3,7 @@ package imapwire
 import (
 	"encoding/base64"
 	"errors"
+	"os"
 	"strings"
 	"time"
 )
@@ -92,6 +93,10 @@ type AppendMessage struct {
 	Flags []string
 	Date  time.Time // zero when not given
 	Data  []byte
+	// File holds the message instead of Data when it was spooled (see
+	// Reader.Spool); Size is its length. The caller closes File.
+	File *os.File
+	Size int64
 	// Binary is set for a literal8 (BINARY extension): the data may hold
 	// NUL and 8-bit content.
 	Binary bool
@@ -191,8 +196,13 @@ func (r *Reader) ReadCommand() (cmd *Command, err error) {
 		return nil, err
 	}
 	r.line, r.pos = line, 0
+	r.spooled = r.spooled[:0]
 	defer func() {
 		if x := recover(); x != nil {
+			for _, f := range r.spooled {
+				f.Close()
+			}
+			r.spooled = r.spooled[:0]
 			pe, ok := x.(*Error)
 			if !ok {
 				panic(x)
@@ -523,8 +533,13 @@ func (r *Reader) appendArgs() *AppendArgs {
 		if lim < 0 {
 			lim = 0
 		}
-		m.Data = r.literalData(n, sync, lim)
-		total += int64(len(m.Data))
+		if f, ok := r.spoolLiteral(n, sync, lim); ok {
+			m.File = f
+		} else {
+			m.Data = r.literalData(n, sync, lim)
+		}
+		m.Size = n
+		total += n
 		if utf8 {
 			r.expect(')')
 		}

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -276,4 +279,33 @@ func TestWriter(t *testing.T) {
 	if buf.String() != want {
 		t.Errorf("got  %q\nwant %q", buf.String(), want)
 	}
+}
+
+func TestParseAppendSpool(t *testing.T) {
+	big := strings.Repeat("x", SpoolThreshold+10)
+	in := fmt.Sprintf("a APPEND INBOX {%d+}\r\n%s {3+}\r\nabc\r\n", len(big), big)
+	r := NewReader(bufio.NewReader(strings.NewReader(in)))
+	r.MaxAppend = 4 << 20
+	var files []*os.File
+	r.Spool = func() (*os.File, error) {
+		f, err := os.CreateTemp(t.TempDir(), "spool")
+		files = append(files, f)
+		return f, err
+	}
+	cmd, err := r.ReadCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cmd.Args.(*AppendArgs)
+	if len(files) != 1 || a.Messages[0].File != files[0] || a.Messages[0].Data != nil || a.Messages[0].Size != int64(len(big)) {
+		t.Fatalf("big message not spooled: %+v", a.Messages[0])
+	}
+	got, _ := io.ReadAll(io.NewSectionReader(files[0], 0, a.Messages[0].Size))
+	if string(got) != big {
+		t.Error("spooled content differs")
+	}
+	if m := a.Messages[1]; m.File != nil || string(m.Data) != "abc" || m.Size != 3 {
+		t.Errorf("small message: %+v", m)
+	}
+	files[0].Close()
 }

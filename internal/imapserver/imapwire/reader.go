@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 )
 
@@ -54,6 +55,11 @@ type Reader struct {
 	// Continue is called before the data of a synchronizing literal is
 	// read: the server sends "+ Ready". It may return an error to stop.
 	Continue func() error
+	// Spool, when set, provides a file for APPEND literals larger than
+	// SpoolThreshold, so big messages do not sit in memory. The file is
+	// handed over in AppendMessage.File; the Reader closes it only when
+	// the command fails to parse.
+	Spool func() (*os.File, error)
 
 	buf      []byte // line buffer
 	line     []byte // current line without CRLF
@@ -61,7 +67,11 @@ type Reader struct {
 	literals int
 	depth    int
 	tag      string
+	spooled  []*os.File // files of the command being parsed
 }
+
+// SpoolThreshold is the APPEND literal size from which Spool is used.
+const SpoolThreshold = 1 << 20
 
 // NewReader returns a Reader with default limits.
 func NewReader(br *bufio.Reader) *Reader {
@@ -310,6 +320,35 @@ func (r *Reader) literalData(n int64, sync bool, limit int64) []byte {
 	r.line = line
 	r.pos = 0
 	return data.Bytes()
+}
+
+// spoolLiteral is literalData for a large APPEND message: the data goes
+// to a file from Spool.
+func (r *Reader) spoolLiteral(n int64, sync bool, limit int64) (*os.File, bool) {
+	if r.Spool == nil || n < SpoolThreshold || n > limit {
+		return nil, false
+	}
+	f, err := r.Spool()
+	if err != nil {
+		return nil, false // fall back to memory
+	}
+	r.spooled = append(r.spooled, f)
+	r.literals++
+	if sync && r.Continue != nil {
+		if err := r.Continue(); err != nil {
+			panic(&Error{Tag: r.tag, Fatal: true, Msg: "write continuation: " + err.Error()})
+		}
+	}
+	if _, err := io.CopyN(f, r.br, n); err != nil {
+		panic(&Error{Tag: r.tag, Fatal: true, Msg: "reading literal: " + err.Error()})
+	}
+	line, err := r.ReadLine()
+	if err != nil {
+		panic(&Error{Tag: r.tag, Fatal: true, Msg: "reading line after literal: " + err.Error()})
+	}
+	r.line = line
+	r.pos = 0
+	return f, true
 }
 
 // literal reads a literal argument bounded by MaxLiteral.

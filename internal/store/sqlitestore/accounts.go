@@ -84,11 +84,11 @@ func (s *Store) UpdateDomain(ctx context.Context, d store.Domain) error {
 func (s *Store) DeleteDomain(ctx context.Context, name string) error {
 	return s.write(ctx, nil, func(t *txn) error {
 		var n int
-		if err := t.QueryRowContext(t.ctx, "SELECT count(*) FROM accounts WHERE domain = ?", name).Scan(&n); err != nil {
+		if err := t.QueryRowContext(t.ctx, "SELECT (SELECT count(*) FROM accounts WHERE domain = ?) + (SELECT count(*) FROM aliases WHERE domain = ?)", name, name).Scan(&n); err != nil {
 			return fmt.Errorf("delete domain %s: %w", name, err)
 		}
 		if n > 0 {
-			return fmt.Errorf("delete domain %s: %d accounts remain: %w", name, n, store.ErrMailboxInUse)
+			return fmt.Errorf("delete domain %s: %d accounts or aliases remain: %w", name, n, store.ErrMailboxInUse)
 		}
 		res, err := t.ExecContext(t.ctx, "DELETE FROM domains WHERE name = ?", name)
 		if err != nil {
@@ -129,6 +129,13 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) (store.Accou
 				return fmt.Errorf("create account %s: domain %s is not a local domain (add it first): %w", a.Address, a.Domain, store.ErrNotFound)
 			}
 			return err
+		}
+		var isAlias int
+		if err := t.QueryRowContext(t.ctx, "SELECT count(*) FROM aliases WHERE address_key = ?", addressKey(a.Address)).Scan(&isAlias); err != nil {
+			return err
+		}
+		if isAlias > 0 {
+			return fmt.Errorf("create account %s: an alias has this address: %w", a.Address, store.ErrInvalid)
 		}
 		res, err := t.ExecContext(t.ctx, "INSERT INTO accounts(address, address_key, domain, password_hash, quota_bytes, disabled, created_at) VALUES(?,?,?,?,?,?,?)",
 			a.Address, addressKey(a.Address), a.Domain, a.PasswordHash, a.QuotaBytes, a.Disabled, t.now.Unix())
@@ -232,7 +239,7 @@ func (s *Store) DeleteAccount(ctx context.Context, id int64) error {
 				return err
 			}
 		}
-		for _, q := range []string{"DELETE FROM subscriptions WHERE account_id = ?", "DELETE FROM accounts WHERE id = ?"} {
+		for _, q := range []string{"DELETE FROM subscriptions WHERE account_id = ?", "DELETE FROM sieve_scripts WHERE account_id = ?", "DELETE FROM accounts WHERE id = ?"} {
 			if _, err := t.ExecContext(t.ctx, q, id); err != nil {
 				return fmt.Errorf("delete account %d: %w", id, err)
 			}

@@ -114,6 +114,31 @@ CREATE TABLE queue (
 CREATE INDEX queue_due ON queue(state, next_attempt);
 CREATE INDEX queue_blob ON queue(blob_id);
 `,
+	// 4: aliases and sieve scripts.
+	`
+CREATE TABLE aliases (
+	id               INTEGER PRIMARY KEY,
+	address          TEXT NOT NULL,
+	address_key      TEXT NOT NULL UNIQUE,
+	domain           TEXT NOT NULL REFERENCES domains(name),
+	targets          TEXT NOT NULL,
+	disabled         INTEGER NOT NULL DEFAULT 0,
+	disabled_action  TEXT NOT NULL DEFAULT 'drop',
+	note             TEXT NOT NULL DEFAULT '',
+	forward_mode     TEXT NOT NULL DEFAULT 'srs',
+	owner_account_id INTEGER NOT NULL DEFAULT 0,
+	created_at       INTEGER NOT NULL
+);
+CREATE INDEX aliases_domain ON aliases(domain);
+CREATE TABLE sieve_scripts (
+	account_id INTEGER NOT NULL,
+	name       TEXT NOT NULL,
+	content    TEXT NOT NULL,
+	active     INTEGER NOT NULL DEFAULT 0,
+	updated_at INTEGER NOT NULL,
+	PRIMARY KEY(account_id, name)
+) WITHOUT ROWID;
+`,
 }
 
 // migrate brings the database to the newest schema version, one

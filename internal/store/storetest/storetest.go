@@ -40,6 +40,8 @@ func Run(t *testing.T, open Opener) {
 		{"Import", testImport},
 		{"DeleteFreesBlobs", testDeleteFreesBlobs},
 		{"Queue", testQueue},
+		{"Aliases", testAliases},
+		{"Sieve", testSieve},
 		{"Concurrency", testConcurrency},
 	}
 	for _, tt := range tests {
@@ -694,5 +696,88 @@ func testQueue(t *testing.T, st store.Store) {
 	stats, _ = st.QueueStats(ctx())
 	if stats.Entries != 1 || stats.Held != 0 {
 		t.Fatalf("stats %+v", stats)
+	}
+}
+
+func testAliases(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	al, err := st.AddAlias(ctx(), store.Alias{Address: "Team@example.org", Targets: []string{"a@example.org", "x@example.net"}, Note: "shop.example", OwnerAccountID: acc.ID})
+	must(t, err)
+	if al.ID == 0 || al.Domain != "example.org" || al.ForwardMode != "srs" || al.DisabledAction != "drop" {
+		t.Fatalf("alias %+v", al)
+	}
+	got, err := st.GetAlias(ctx(), "team@example.org")
+	must(t, err)
+	if got.Address != "Team@example.org" || len(got.Targets) != 2 || got.Note != "shop.example" || got.OwnerAccountID != acc.ID {
+		t.Fatalf("get %+v", got)
+	}
+	_, err = st.AddAlias(ctx(), store.Alias{Address: "team@example.org", Targets: []string{"a@example.org"}})
+	wantErr(t, err, store.ErrExists)
+	// An address is an account or an alias, never both.
+	_, err = st.AddAlias(ctx(), store.Alias{Address: "A@example.org", Targets: []string{"x@example.net"}})
+	wantErr(t, err, store.ErrInvalid)
+	_, err = st.CreateAccount(ctx(), store.Account{Address: "team@example.org", PasswordHash: "x"})
+	wantErr(t, err, store.ErrInvalid)
+	_, err = st.AddAlias(ctx(), store.Alias{Address: "x@unknown.example", Targets: []string{"a@example.org"}})
+	wantErr(t, err, store.ErrNotFound)
+	for _, bad := range []store.Alias{{Address: "noat", Targets: []string{"a@example.org"}}, {Address: "n@example.org"}, {Address: "m@example.org", Targets: []string{"a@example.org"}, ForwardMode: "magic"}, {Address: "d@example.org", Targets: []string{"a@example.org"}, DisabledAction: "bounce"}} {
+		_, err = st.AddAlias(ctx(), bad)
+		wantErr(t, err, store.ErrInvalid)
+	}
+	// Catch-all.
+	_, err = st.AddAlias(ctx(), store.Alias{Address: "@example.org", Targets: []string{"a@example.org"}})
+	must(t, err)
+	got.Disabled, got.DisabledAction, got.ForwardMode = true, "reject", "rewrite"
+	must(t, st.UpdateAlias(ctx(), got))
+	got, _ = st.GetAlias(ctx(), "team@example.org")
+	if !got.Disabled || got.DisabledAction != "reject" || got.ForwardMode != "rewrite" {
+		t.Fatalf("update %+v", got)
+	}
+	setup(t, st, "b@example.com")
+	_, err = st.AddAlias(ctx(), store.Alias{Address: "c@example.com", Targets: []string{"b@example.com"}})
+	must(t, err)
+	all, _ := st.ListAliases(ctx(), "")
+	org, _ := st.ListAliases(ctx(), "example.org")
+	if len(all) != 3 || len(org) != 2 {
+		t.Fatalf("list %d %d", len(all), len(org))
+	}
+	wantErr(t, st.DeleteDomain(ctx(), "example.org"), store.ErrMailboxInUse)
+	must(t, st.DeleteAlias(ctx(), "TEAM@example.org"))
+	wantErr(t, st.DeleteAlias(ctx(), "team@example.org"), store.ErrNotFound)
+	_, err = st.GetAlias(ctx(), "team@example.org")
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testSieve(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	must(t, st.PutSieveScript(ctx(), store.SieveScript{AccountID: acc.ID, Name: "main", Content: "keep;"}))
+	must(t, st.PutSieveScript(ctx(), store.SieveScript{AccountID: acc.ID, Name: "vacation", Content: "discard;"}))
+	wantErr(t, st.PutSieveScript(ctx(), store.SieveScript{AccountID: acc.ID, Name: "a/b", Content: "x"}), store.ErrInvalid)
+	must(t, st.ActivateSieveScript(ctx(), acc.ID, "main"))
+	wantErr(t, st.ActivateSieveScript(ctx(), acc.ID, "missing"), store.ErrNotFound)
+	// Replacing content keeps the active flag.
+	must(t, st.PutSieveScript(ctx(), store.SieveScript{AccountID: acc.ID, Name: "main", Content: "stop;"}))
+	sc, err := st.GetSieveScript(ctx(), acc.ID, "main")
+	must(t, err)
+	if !sc.Active || sc.Content != "stop;" {
+		t.Fatalf("script %+v", sc)
+	}
+	wantErr(t, st.DeleteSieveScript(ctx(), acc.ID, "main"), store.ErrInvalid)
+	must(t, st.ActivateSieveScript(ctx(), acc.ID, "vacation"))
+	list, err := st.ListSieveScripts(ctx(), acc.ID)
+	must(t, err)
+	if len(list) != 2 || list[0].Active || !list[1].Active {
+		t.Fatalf("list %+v", list)
+	}
+	must(t, st.DeleteSieveScript(ctx(), acc.ID, "main"))
+	must(t, st.ActivateSieveScript(ctx(), acc.ID, ""))
+	list, _ = st.ListSieveScripts(ctx(), acc.ID)
+	if len(list) != 1 || list[0].Active {
+		t.Fatalf("after deactivate %+v", list)
+	}
+	// Global scripts live under account 0.
+	must(t, st.PutSieveScript(ctx(), store.SieveScript{AccountID: 0, Name: "before", Content: "keep;"}))
+	if _, err := st.GetSieveScript(ctx(), 0, "before"); err != nil {
+		t.Fatal(err)
 	}
 }
