@@ -50,6 +50,7 @@ type rootCmd struct {
 	Config_ configCmd  `cmd:"" name:"config" help:"Configuration commands."`
 	Domain  domainCmd  `cmd:"" help:"Manage local domains."`
 	Account accountCmd `cmd:"" help:"Manage accounts."`
+	Alias   aliasCmd   `cmd:"" help:"Manage aliases, catch-alls and generated aliases."`
 	Message messageCmd `cmd:"" help:"Inspect stored messages."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
