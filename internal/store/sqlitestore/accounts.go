@@ -39,33 +39,23 @@ func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
 }
 
 func (s *Store) GetDomain(ctx context.Context, name string) (store.Domain, error) {
-	var d store.Domain
-	var created int64
-	err := s.rdb.QueryRowContext(ctx, "SELECT name, postmaster, created_at FROM domains WHERE name = ?", name).Scan(&d.Name, &d.Postmaster, &created)
+	d, err := scanDomain(s.rdb.QueryRowContext(ctx, "SELECT name, postmaster, created_at FROM domains WHERE name = ?", name))
 	if err != nil {
 		return d, readErr("domain "+name, err)
 	}
-	d.CreatedAt = time.Unix(created, 0)
 	return d, nil
 }
 
+func scanDomain(r scanner) (store.Domain, error) {
+	var d store.Domain
+	var created int64
+	err := r.Scan(&d.Name, &d.Postmaster, &created)
+	d.CreatedAt = time.Unix(created, 0)
+	return d, err
+}
+
 func (s *Store) ListDomains(ctx context.Context) ([]store.Domain, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT name, postmaster, created_at FROM domains ORDER BY name")
-	if err != nil {
-		return nil, readErr("list domains", err)
-	}
-	defer rows.Close()
-	var out []store.Domain
-	for rows.Next() {
-		var d store.Domain
-		var created int64
-		if err := rows.Scan(&d.Name, &d.Postmaster, &created); err != nil {
-			return nil, readErr("list domains", err)
-		}
-		d.CreatedAt = time.Unix(created, 0)
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return list(ctx, s.rdb, "list domains", scanDomain, "SELECT name, postmaster, created_at FROM domains ORDER BY name")
 }
 
 func (s *Store) UpdateDomain(ctx context.Context, d store.Domain) error {
@@ -103,7 +93,7 @@ func (s *Store) DeleteDomain(ctx context.Context, name string) error {
 
 const accountCols = "id, address, domain, password_hash, quota_bytes, used_bytes, disabled, created_at"
 
-func scanAccount(row interface{ Scan(...any) error }) (store.Account, error) {
+func scanAccount(row scanner) (store.Account, error) {
 	var a store.Account
 	var created int64
 	err := row.Scan(&a.ID, &a.Address, &a.Domain, &a.PasswordHash, &a.QuotaBytes, &a.UsedBytes, &a.Disabled, &created)
@@ -184,20 +174,7 @@ func (s *Store) ListAccounts(ctx context.Context, domain string) ([]store.Accoun
 		q += " WHERE domain = ?"
 		args = append(args, domain)
 	}
-	rows, err := s.rdb.QueryContext(ctx, q+" ORDER BY domain, address_key", args...)
-	if err != nil {
-		return nil, readErr("list accounts", err)
-	}
-	defer rows.Close()
-	var out []store.Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, readErr("list accounts", err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return list(ctx, s.rdb, "list accounts", scanAccount, q+" ORDER BY domain, address_key", args...)
 }
 
 func (s *Store) UpdateAccount(ctx context.Context, a store.Account) error {

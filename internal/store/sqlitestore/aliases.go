@@ -13,7 +13,7 @@ import (
 
 const aliasCols = "id, address, domain, targets, disabled, disabled_action, note, forward_mode, owner_account_id, created_at"
 
-func scanAlias(row interface{ Scan(...any) error }) (store.Alias, error) {
+func scanAlias(row scanner) (store.Alias, error) {
 	var a store.Alias
 	var targets string
 	var created int64
@@ -105,20 +105,7 @@ func (s *Store) ListAliases(ctx context.Context, domain string) ([]store.Alias, 
 		q += " WHERE domain = ?"
 		args = append(args, domain)
 	}
-	rows, err := s.rdb.QueryContext(ctx, q+" ORDER BY domain, address_key", args...)
-	if err != nil {
-		return nil, readErr("list aliases", err)
-	}
-	defer rows.Close()
-	var out []store.Alias
-	for rows.Next() {
-		a, err := scanAlias(rows)
-		if err != nil {
-			return nil, readErr("list aliases", err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return list(ctx, s.rdb, "list aliases", scanAlias, q+" ORDER BY domain, address_key", args...)
 }
 
 func (s *Store) UpdateAlias(ctx context.Context, a store.Alias) error {
@@ -168,7 +155,7 @@ func (s *Store) PutSieveScript(ctx context.Context, sc store.SieveScript) error 
 	})
 }
 
-func scanScript(row interface{ Scan(...any) error }) (store.SieveScript, error) {
+func scanScript(row scanner) (store.SieveScript, error) {
 	var sc store.SieveScript
 	var upd int64
 	err := row.Scan(&sc.AccountID, &sc.Name, &sc.Content, &sc.Active, &upd)
@@ -185,20 +172,7 @@ func (s *Store) GetSieveScript(ctx context.Context, accountID int64, name string
 }
 
 func (s *Store) ListSieveScripts(ctx context.Context, accountID int64) ([]store.SieveScript, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT account_id, name, content, active, updated_at FROM sieve_scripts WHERE account_id = ? ORDER BY name", accountID)
-	if err != nil {
-		return nil, readErr("sieve scripts", err)
-	}
-	defer rows.Close()
-	var out []store.SieveScript
-	for rows.Next() {
-		sc, err := scanScript(rows)
-		if err != nil {
-			return nil, readErr("sieve scripts", err)
-		}
-		out = append(out, sc)
-	}
-	return out, rows.Err()
+	return list(ctx, s.rdb, "sieve scripts", scanScript, "SELECT account_id, name, content, active, updated_at FROM sieve_scripts WHERE account_id = ? ORDER BY name", accountID)
 }
 
 func (s *Store) ActivateSieveScript(ctx context.Context, accountID int64, name string) error {

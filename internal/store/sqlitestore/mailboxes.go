@@ -35,27 +35,14 @@ func normName(name string) (string, error) {
 
 const mailboxCols = "id, account_id, name, role, uidvalidity, uidnext, highest_modseq, object_id, EXISTS(SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name)"
 
-func scanMailbox(row interface{ Scan(...any) error }) (store.Mailbox, error) {
+func scanMailbox(row scanner) (store.Mailbox, error) {
 	var m store.Mailbox
 	err := row.Scan(&m.ID, &m.AccountID, &m.Name, &m.Role, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq, &m.ObjectID, &m.Subscribed)
 	return m, err
 }
 
 func (s *Store) ListMailboxes(ctx context.Context, accountID int64) ([]store.Mailbox, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? ORDER BY name", accountID)
-	if err != nil {
-		return nil, readErr("list mailboxes", err)
-	}
-	defer rows.Close()
-	var out []store.Mailbox
-	for rows.Next() {
-		m, err := scanMailbox(rows)
-		if err != nil {
-			return nil, readErr("list mailboxes", err)
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return list(ctx, s.rdb, "list mailboxes", scanMailbox, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? ORDER BY name", accountID)
 }
 
 func (s *Store) GetMailbox(ctx context.Context, accountID int64, name string) (store.Mailbox, error) {
@@ -366,20 +353,7 @@ func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string,
 }
 
 func (s *Store) Subscriptions(ctx context.Context, accountID int64) ([]string, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", accountID)
-	if err != nil {
-		return nil, readErr("subscriptions", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, readErr("subscriptions", err)
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return list(ctx, s.rdb, "subscriptions", scanString, "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", accountID)
 }
 
 func (s *Store) MailboxStatus(ctx context.Context, id int64) (store.Status, error) {

@@ -15,7 +15,7 @@ import (
 
 const metaCols = "m.id, m.mailbox_id, m.uid, m.modseq, m.flags, m.keywords, m.internal_date, m.save_date, m.size, m.blob_id, m.email_id, m.thread_id"
 
-func scanMeta(row interface{ Scan(...any) error }, extra ...any) (store.MessageMeta, error) {
+func scanMeta(row scanner, extra ...any) (store.MessageMeta, error) {
 	var m store.MessageMeta
 	var kw string
 	var idate, sdate int64
@@ -250,20 +250,7 @@ func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivere
 }
 
 func (s *Store) ListMessages(ctx context.Context, mailboxID int64) ([]store.MessageMeta, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+metaCols+" FROM messages m WHERE m.mailbox_id = ? ORDER BY m.uid", mailboxID)
-	if err != nil {
-		return nil, readErr("list messages", err)
-	}
-	defer rows.Close()
-	var out []store.MessageMeta
-	for rows.Next() {
-		m, err := scanMeta(rows)
-		if err != nil {
-			return nil, readErr("list messages", err)
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return list(ctx, s.rdb, "list messages", func(r scanner) (store.MessageMeta, error) { return scanMeta(r) }, "SELECT "+metaCols+" FROM messages m WHERE m.mailbox_id = ? ORDER BY m.uid", mailboxID)
 }
 
 // uidChunks splits a sorted, deduplicated UID list for IN (...) queries.

@@ -12,7 +12,7 @@ import (
 
 const queueCols = "q.id, q.blob_id, b.size, q.prefix, q.mail_from, q.transport, q.destination, q.recipients, q.state, q.attempts, q.next_attempt, q.last_error, q.created_at, q.warned_at, q.dsn_ret, q.dsn_envid, q.account_id"
 
-func scanQueue(row interface{ Scan(...any) error }) (store.QueueEntry, error) {
+func scanQueue(row scanner) (store.QueueEntry, error) {
 	var e store.QueueEntry
 	var rcpts, state string
 	var next, created, warned int64
@@ -53,20 +53,7 @@ func (t *txn) enqueue(q store.QueueEntry) (int64, error) {
 }
 
 func (s *Store) queueQuery(ctx context.Context, where string, args ...any) ([]store.QueueEntry, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+queueCols+" FROM queue q JOIN blobs b ON b.id = q.blob_id "+where, args...)
-	if err != nil {
-		return nil, readErr("queue", err)
-	}
-	defer rows.Close()
-	var out []store.QueueEntry
-	for rows.Next() {
-		e, err := scanQueue(rows)
-		if err != nil {
-			return nil, readErr("queue", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return list(ctx, s.rdb, "queue", scanQueue, "SELECT "+queueCols+" FROM queue q JOIN blobs b ON b.id = q.blob_id "+where, args...)
 }
 
 func (s *Store) QueueDue(ctx context.Context, now time.Time, limit int) ([]store.QueueEntry, error) {
