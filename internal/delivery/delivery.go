@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailstead/mailstead/internal/address"
+	"github.com/mailstead/mailstead/internal/dnsresolver"
+	"github.com/mailstead/mailstead/internal/mailauth"
 	"github.com/mailstead/mailstead/internal/message"
 	"github.com/mailstead/mailstead/internal/store"
 )
@@ -59,6 +61,29 @@ type Options struct {
 	TmpDir     string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+
+	// Resolver, with AuthServID, enables SPF, DKIM and DMARC checks of
+	// mail from the internet (see Authenticate); nil disables them.
+	Resolver dnsresolver.Resolver
+	// AuthServID is our authserv-id (the host name) in the
+	// Authentication-Results field we add. When set, inbound fields
+	// claiming it, and those named in StripFields, are removed from
+	// every message delivered.
+	AuthServID string
+	// StripFields are more header fields removed from every message
+	// (a trailing "*" matches a prefix, e.g. "X-Spam-*"); nil means
+	// mailauth.DefaultStripFields. Only used with AuthServID.
+	StripFields []string
+	// Policy returns a recipient domain's DMARC handling; nil, or zero
+	// fields, mean the defaults (see DomainPolicy).
+	Policy func(domain string) DomainPolicy
+	// TrustedNetworks are client networks whose mail is not checked,
+	// like that of authenticated senders (in-cluster applications
+	// sending as our own domains without AUTH).
+	TrustedNetworks []netip.Prefix
+
+	// rand is the DMARC pct= sampling source (tests).
+	rand func(n int) int
 }
 
 // Deliverer delivers to local accounts.
@@ -80,7 +105,7 @@ func New(st Store, opts Options) *Deliverer {
 	d := &Deliverer{st: st, opts: opts}
 	d.delivered = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailstead_delivery_messages_total",
-		Help: "Messages handed to local delivery, by result (delivered, failed, loop).",
+		Help: "Messages handed to local delivery, by result (delivered, junk: delivered to Junk for at least one recipient, failed, loop, dmarc_reject, auth_tempfail, header_too_large).",
 	}, []string{"result"})
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(d.delivered); err != nil {
@@ -236,6 +261,11 @@ type Envelope struct {
 	// Account is set when the sender authenticated (submission); its mail
 	// is not checked like mail from the internet.
 	Account *store.Account
+	// Auth holds the SPF/DKIM/DMARC verdicts for later stages (spam
+	// scoring, sieve, rules). A caller that sets it (from Authenticate)
+	// spares Deliver running the checks again; when nil, Deliver runs
+	// them itself for mail from the internet.
+	Auth *mailauth.Result
 }
 
 // CountReceived counts Received: header fields in a header block.
@@ -252,13 +282,66 @@ func CountReceived(header []byte) int {
 // Deliver stores the spooled message for every recipient, durably, in one
 // store transaction. Recipients resolving to the same account get one
 // copy.
+//
+// Mail from the internet is checked first (SPF, DKIM, DMARC; see
+// Authenticate) and gets an Authentication-Results field in each
+// recipient's prefix; header fields forging our verdicts are removed.
+// The From domain's DMARC policy is applied per recipient domain (see
+// DomainPolicy): ErrDMARCReject or ErrTemporary when every recipient
+// refuses the message; recipients whose domain would refuse it while
+// others accept get it in Junk (one DATA reply covers all recipients).
+// Role recipients (postmaster@, abuse@) never refuse: they get Junk.
 func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]store.Delivered, error) {
 	if n := CountReceived(sp.Header(256 << 10)); n > d.opts.MaxReceived {
 		d.delivered.WithLabelValues("loop").Inc()
 		return nil, fmt.Errorf("%d Received headers, limit %d: %w", n, d.opts.MaxReceived, ErrLoop)
 	}
+	var blob store.Blob = sp
+	if d.opts.AuthServID != "" {
+		b, err := d.stripForged(sp)
+		if err != nil {
+			if errors.Is(err, ErrHeaderTooLarge) {
+				d.delivered.WithLabelValues("header_too_large").Inc()
+			} else {
+				d.delivered.WithLabelValues("failed").Inc()
+			}
+			return nil, err
+		}
+		blob = b
+	}
+	auth := env.Auth
+	if auth == nil {
+		// Verified on the message as received: a signature may cover
+		// fields that stripping removes.
+		auth = d.Authenticate(ctx, env, sp)
+	}
+	var authField []byte
+	actions := make([]Action, len(env.Recipients))
+	if auth != nil {
+		authField = []byte(auth.Header(d.opts.AuthServID))
+		refused := 0
+		for i, t := range env.Recipients {
+			actions[i] = d.action(auth, t.Address.Domain)
+			if actions[i] == ActionReject {
+				if t.Role {
+					actions[i] = ActionJunk
+				} else {
+					refused++
+				}
+			}
+		}
+		if refused == len(env.Recipients) && refused > 0 {
+			if auth.Temporary() {
+				d.delivered.WithLabelValues("auth_tempfail").Inc()
+				return nil, fmt.Errorf("SPF %s, DMARC %s for %s: %w", auth.SPF.Status, auth.DMARC.Status, auth.DMARC.FromDomain, ErrTemporary)
+			}
+			d.delivered.WithLabelValues("dmarc_reject").Inc()
+			d.opts.Logger.Info("rejected by DMARC policy", "from_domain", auth.DMARC.FromDomain, "ip", env.RemoteIP, "mail_from", env.From)
+			return nil, fmt.Errorf("From domain %s: %w", auth.DMARC.FromDomain, ErrDMARCReject)
+		}
+	}
 	var summary []byte
-	if p, err := message.Parse(sp, sp.Size()); err == nil {
+	if p, err := message.Parse(blob, blob.Size()); err == nil {
 		summary = p.Encode()
 	} else {
 		// Parsing is best-effort: IMAP parses lazily when no summary is
@@ -267,23 +350,34 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 	}
 	seen := map[int64]bool{}
 	var rcpts []store.Recipient
-	for _, t := range env.Recipients {
+	junk := false
+	for i, t := range env.Recipients {
 		if seen[t.Account.ID] {
 			continue
 		}
 		seen[t.Account.ID] = true
-		rcpts = append(rcpts, store.Recipient{
+		r := store.Recipient{
 			AccountID:   t.Account.ID,
-			Prefix:      Prefix(env.From, t.Address.String()),
+			Prefix:      append(Prefix(env.From, t.Address.String()), authField...),
 			IgnoreQuota: t.Role,
-		})
+		}
+		if actions[i] == ActionJunk || actions[i] == ActionReject {
+			r.MailboxName = JunkMailbox
+			r.Keywords = []string{"$Junk"}
+			junk = true
+		}
+		rcpts = append(rcpts, r)
 	}
-	out, err := d.st.Deliver(ctx, store.Delivery{Blob: sp, Summary: summary, Recipients: rcpts})
+	out, err := d.st.Deliver(ctx, store.Delivery{Blob: blob, Summary: summary, Recipients: rcpts})
 	if err != nil {
 		d.delivered.WithLabelValues("failed").Inc()
 		return nil, err
 	}
-	d.delivered.WithLabelValues("delivered").Inc()
+	if junk {
+		d.delivered.WithLabelValues("junk").Inc()
+	} else {
+		d.delivered.WithLabelValues("delivered").Inc()
+	}
 	return out, nil
 }
 
