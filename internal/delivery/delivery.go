@@ -25,6 +25,7 @@ import (
 	"github.com/mailstead/mailstead/internal/dnsresolver"
 	"github.com/mailstead/mailstead/internal/mailauth"
 	"github.com/mailstead/mailstead/internal/message"
+	"github.com/mailstead/mailstead/internal/routing"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -38,12 +39,17 @@ var (
 	ErrMailboxFull = errors.New("mailbox full")
 	// ErrLoop: more Received headers than allowed (554 5.4.6).
 	ErrLoop = errors.New("too many hops, mail loop suspected")
+	// ErrForwardUnavailable: the address forwards (externally or to an
+	// HTTP target) but no forwarder is configured; temporary (451), so
+	// nothing is lost while forwarding is being set up.
+	ErrForwardUnavailable = errors.New("forwarding is not available")
 )
 
 // Store is what delivery needs from storage.
 type Store interface {
 	GetDomain(ctx context.Context, name string) (store.Domain, error)
 	GetAccount(ctx context.Context, address string) (store.Account, error)
+	GetAlias(ctx context.Context, address string) (store.Alias, error)
 	ListAccounts(ctx context.Context, domain string) ([]store.Account, error)
 	Deliver(ctx context.Context, d store.Delivery) ([]store.Delivered, error)
 }
@@ -81,6 +87,9 @@ type Options struct {
 	// like that of authenticated senders (in-cluster applications
 	// sending as our own domains without AUTH).
 	TrustedNetworks []netip.Prefix
+	// Forwarder queues mail for external and HTTP alias targets; nil
+	// makes addresses that forward answer 451 (see ErrForwardUnavailable).
+	Forwarder Forwarder
 
 	// rand is the DMARC pct= sampling source (tests).
 	rand func(n int) int
@@ -118,10 +127,13 @@ func New(st Store, opts Options) *Deliverer {
 // TmpDir is the spill directory for spools.
 func (d *Deliverer) TmpDir() string { return d.opts.TmpDir }
 
-// Target is a resolved local recipient.
+// Target is a resolved recipient: where one RCPT TO's copy goes (package
+// routing decides).
 type Target struct {
 	// Address is the recipient as given in RCPT TO, normalised.
 	Address address.Address
+	// Account is the first local target (the only one unless Address is
+	// an alias); Detail and Role are its.
 	Account store.Account
 	// Detail is the subaddress tag ("tag" of user+tag), kept for sieve.
 	Detail string
@@ -129,6 +141,22 @@ type Target struct {
 	// such mail (abuse reports, bounces about our own mail) is delivered
 	// even over quota.
 	Role bool
+	// Local are all local accounts the address delivers to.
+	Local []routing.Local
+	// External and HTTP are forwarding targets, handed to the Forwarder.
+	External []routing.External
+	HTTP     []string
+	// Drop: a disabled alias that accepts and discards.
+	Drop bool
+	// Via lists the aliases expanded (for logs).
+	Via []string
+}
+
+// Forwarder turns forwarding targets into outbound queue entries that are
+// stored in the same transaction as the local copies (SRS or From
+// rewriting, ARC sealing and webhook hand-off happen there).
+type Forwarder interface {
+	Forward(ctx context.Context, env Envelope, blob store.Blob, ext []routing.External, http []string) ([]store.QueueEntry, error)
 }
 
 // IsLocalDomain reports whether domain (any form) is one of ours.
@@ -146,9 +174,11 @@ func (d *Deliverer) IsLocalDomain(ctx context.Context, domain string) (bool, err
 	return true, nil
 }
 
-// Resolve maps an RCPT TO address to a local account. Errors: ErrNotLocal,
-// ErrUnknownRecipient, ErrMailboxFull, address.ErrInvalid, or a store
-// error (temporary).
+// Resolve maps an RCPT TO address to its targets (package routing: exact
+// account or alias, subaddress base, postmaster/abuse, catch-all).
+// Errors: ErrNotLocal, ErrUnknownRecipient (also a disabled alias set to
+// refuse, and an alias with no existing target), ErrMailboxFull,
+// ErrForwardUnavailable, address.ErrInvalid, or a store error (temporary).
 func (d *Deliverer) Resolve(ctx context.Context, rcpt string) (Target, error) {
 	if strings.EqualFold(rcpt, "postmaster") {
 		// RFC 5321 4.5.1: bare <postmaster> must be accepted.
@@ -162,44 +192,72 @@ func (d *Deliverer) Resolve(ctx context.Context, rcpt string) (Target, error) {
 		if err != nil {
 			return Target{}, err
 		}
-		return Target{Address: address.Address{Local: "postmaster"}, Account: acc, Role: true}, nil
+		l := routing.Local{Account: acc, Role: true}
+		return Target{Address: address.Address{Local: "postmaster"}, Account: acc, Role: true, Local: []routing.Local{l}}, nil
 	}
 	addr, err := address.Parse(rcpt)
 	if err != nil {
 		return Target{}, err
 	}
-	if _, err := d.st.GetDomain(ctx, addr.Domain); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return Target{}, fmt.Errorf("%s: %w", addr, ErrNotLocal)
-		}
+	res, err := routing.Resolve(storeDir{ctx: ctx, d: d}, addr, routing.Options{SubaddressDelimiters: d.opts.SubaddressDelimiter})
+	for _, w := range res.Warnings {
+		d.opts.Logger.Warn("routing", "rcpt", addr.String(), "warning", w)
+	}
+	switch {
+	case errors.Is(err, routing.ErrNotLocal):
+		return Target{}, fmt.Errorf("%s: %w", addr, ErrNotLocal)
+	case errors.Is(err, routing.ErrUnknown), errors.Is(err, routing.ErrNoTargets), errors.Is(err, routing.ErrRejected):
+		return Target{}, fmt.Errorf("%s: %v: %w", addr, err, ErrUnknownRecipient)
+	case err != nil:
 		return Target{}, err
 	}
-	t := Target{Address: addr}
-	acc, err := d.st.GetAccount(ctx, addr.String())
-	if errors.Is(err, store.ErrNotFound) {
-		if base, tag := addr.Base(d.opts.SubaddressDelimiter); tag != "" {
-			t.Detail = tag
-			acc, err = d.st.GetAccount(ctx, base.String())
+	t := Target{Address: addr, External: res.External, HTTP: res.HTTP, Drop: res.Drop, Via: res.Via}
+	if (len(t.External) > 0 || len(t.HTTP) > 0) && d.opts.Forwarder == nil {
+		return Target{}, fmt.Errorf("%s: %w", addr, ErrForwardUnavailable)
+	}
+	// Accounts at their quota are refused when they are the only target;
+	// inside an alias the others still get the message.
+	full := 0
+	for _, l := range res.Local {
+		if !l.Role && l.Account.QuotaBytes > 0 && l.Account.UsedBytes >= l.Account.QuotaBytes {
+			full++
+			d.opts.Logger.Warn("recipient over quota", "rcpt", addr.String(), "account", l.Account.Address)
+			continue
 		}
+		t.Local = append(t.Local, l)
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		lp := strings.ToLower(addr.Local)
-		if lp == "postmaster" || lp == "abuse" {
-			acc, err = d.postmaster(ctx, addr.Domain)
-			t.Role = true
-		}
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		return Target{}, fmt.Errorf("%s: %w", addr, ErrUnknownRecipient)
-	}
-	if err != nil {
-		return Target{}, err
-	}
-	if !t.Role && acc.QuotaBytes > 0 && acc.UsedBytes >= acc.QuotaBytes {
+	if full > 0 && len(t.Local)+len(t.External)+len(t.HTTP) == 0 {
 		return Target{}, fmt.Errorf("%s: %w", addr, ErrMailboxFull)
 	}
-	t.Account = acc
+	if len(t.Local) > 0 {
+		t.Account, t.Detail, t.Role = t.Local[0].Account, t.Local[0].Detail, t.Local[0].Role
+	}
 	return t, nil
+}
+
+// storeDir is routing's view of the store for one lookup.
+type storeDir struct {
+	ctx context.Context
+	d   *Deliverer
+}
+
+func (s storeDir) IsLocalDomain(domain string) (bool, error) { return s.d.IsLocalDomain(s.ctx, domain) }
+
+func found[T any](v T, err error) (T, bool, error) {
+	if errors.Is(err, store.ErrNotFound) {
+		return v, false, nil
+	}
+	return v, err == nil, err
+}
+
+func (s storeDir) Account(a string) (store.Account, bool, error) {
+	return found(s.d.st.GetAccount(s.ctx, a))
+}
+
+func (s storeDir) Alias(a string) (store.Alias, bool, error) { return found(s.d.st.GetAlias(s.ctx, a)) }
+
+func (s storeDir) Postmaster(domain string) (store.Account, bool, error) {
+	return found(s.d.postmaster(s.ctx, domain))
 }
 
 // postmaster finds the account for postmaster@/abuse@ of domain ("" for
@@ -350,25 +408,48 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 	}
 	seen := map[int64]bool{}
 	var rcpts []store.Recipient
+	var ext []routing.External
+	var http []string
 	junk := false
 	for i, t := range env.Recipients {
-		if seen[t.Account.ID] {
-			continue
+		ext = append(ext, t.External...)
+		http = append(http, t.HTTP...)
+		for _, l := range targetLocals(t) {
+			if seen[l.Account.ID] {
+				continue
+			}
+			seen[l.Account.ID] = true
+			r := store.Recipient{
+				AccountID:   l.Account.ID,
+				Prefix:      append(Prefix(env.From, t.Address.String()), authField...),
+				IgnoreQuota: l.Role,
+			}
+			if actions[i] == ActionJunk || actions[i] == ActionReject {
+				r.MailboxName = JunkMailbox
+				r.Keywords = []string{"$Junk"}
+				junk = true
+			}
+			rcpts = append(rcpts, r)
 		}
-		seen[t.Account.ID] = true
-		r := store.Recipient{
-			AccountID:   t.Account.ID,
-			Prefix:      append(Prefix(env.From, t.Address.String()), authField...),
-			IgnoreQuota: t.Role,
-		}
-		if actions[i] == ActionJunk || actions[i] == ActionReject {
-			r.MailboxName = JunkMailbox
-			r.Keywords = []string{"$Junk"}
-			junk = true
-		}
-		rcpts = append(rcpts, r)
 	}
-	out, err := d.st.Deliver(ctx, store.Delivery{Blob: blob, Summary: summary, Recipients: rcpts})
+	var queue []store.QueueEntry
+	if len(ext)+len(http) > 0 {
+		if d.opts.Forwarder == nil {
+			return nil, ErrForwardUnavailable
+		}
+		q, err := d.opts.Forwarder.Forward(ctx, env, blob, ext, http)
+		if err != nil {
+			d.delivered.WithLabelValues("failed").Inc()
+			return nil, fmt.Errorf("forward: %w", err)
+		}
+		queue = q
+	}
+	if len(rcpts)+len(queue) == 0 {
+		// Every recipient was a disabled alias that drops its mail.
+		d.delivered.WithLabelValues("dropped").Inc()
+		return nil, nil
+	}
+	out, err := d.st.Deliver(ctx, store.Delivery{Blob: blob, Summary: summary, Recipients: rcpts, Queue: queue})
 	if err != nil {
 		d.delivered.WithLabelValues("failed").Inc()
 		return nil, err
@@ -379,6 +460,15 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 		d.delivered.WithLabelValues("delivered").Inc()
 	}
 	return out, nil
+}
+
+// targetLocals returns a target's local accounts (Local, or Account for
+// targets built without routing).
+func targetLocals(t Target) []routing.Local {
+	if len(t.Local) > 0 || t.Drop || t.Account.ID == 0 {
+		return t.Local
+	}
+	return []routing.Local{{Account: t.Account, Detail: t.Detail, Role: t.Role}}
 }
 
 // Prefix is the per-recipient header block stored before the shared blob.
