@@ -52,6 +52,9 @@ type rootCmd struct {
 	Account accountCmd `cmd:"" help:"Manage accounts."`
 	Alias   aliasCmd   `cmd:"" help:"Manage aliases, catch-alls and generated aliases."`
 	Message messageCmd `cmd:"" help:"Inspect stored messages."`
+	Queue   queueCmd   `cmd:"" help:"Inspect and manage the outbound queue."`
+	DKIM    dkimCmd    `cmd:"" name:"dkim" help:"Manage DKIM signing keys."`
+	DNS     dnsCmd     `cmd:"" name:"dns" help:"DNS records for mail domains."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 
@@ -195,6 +198,7 @@ func (g *globals) invoker() (control.Invoker, func(), error) {
 	}
 	reg := control.NewRegistry()
 	(&manage.Ops{St: st, DefaultQuota: int64(cfg.Accounts.DefaultQuota)}).Register(reg)
+	registerOutbound(reg, cfg, st)
 	return control.Local{R: reg}, func() { st.Close(); lock.Release() }, nil
 }
 

@@ -48,6 +48,7 @@ type Config struct {
 	Limits    Limits     `toml:"limits"`
 	Store     Store      `toml:"store"`
 	Accounts  Accounts   `toml:"accounts"`
+	Outbound  Outbound   `toml:"outbound"`
 
 	file     string    // config file name; "" for Default()
 	pos      *posIndex // key positions in file; nil for Default()
@@ -113,6 +114,29 @@ type Limits struct {
 	IMAPMaxLine              Size     `toml:"imap_max_line"`
 	IMAPConnectionsPerUserIP int      `toml:"imap_connections_per_user_ip"`
 	AuthFailureDelay         Duration `toml:"auth_failure_delay"`
+
+	// Abuse limits. Per network: IPv4 /24, IPv6 /48; per IP counts an
+	// IPv6 client's whole /64, which one host controls.
+	MaxConnectionsPerNetwork int `toml:"max_connections_per_network"` // MX
+	// ConnectionRatePerIP is new connections per minute (MX).
+	ConnectionRatePerIP      int `toml:"connection_rate_per_ip"`
+	MaxMessagesPerConnection int `toml:"max_messages_per_connection"`
+	// MaxErrorsPerSession: the reply after this many error replies is
+	// 421 4.7.0 and the connection is closed.
+	MaxErrorsPerSession int `toml:"max_errors_per_session"`
+	// PregreetWait holds the MX banner back this long; a client that talks
+	// first is refused, as postscreen does. 0 disables.
+	PregreetWait Duration `toml:"pregreet_wait"`
+	// ExemptNetworks skip the connection limits above (and
+	// max_connections_per_ip), the pre-greet wait and the per-session
+	// limits, like Postfix's mynetworks.
+	ExemptNetworks []CIDR `toml:"exempt_networks"`
+
+	// Sending limits per authenticated user (submission), against a
+	// compromised account. 0 is unlimited.
+	UserMessagesPerHour      int `toml:"user_messages_per_hour"`
+	UserRecipientsPerMessage int `toml:"user_recipients_per_message"`
+	UserRecipientsPerDay     int `toml:"user_recipients_per_day"`
 }
 
 // Store selects the storage backend.
@@ -162,10 +186,28 @@ func baseDefaults() *Config {
 			IMAPMaxLine:              64 << 10,
 			IMAPConnectionsPerUserIP: 50,
 			AuthFailureDelay:         Duration(2 * time.Second),
+			MaxConnectionsPerNetwork: 50,
+			ConnectionRatePerIP:      60,
+			MaxMessagesPerConnection: 1000,
+			MaxErrorsPerSession:      20,
+			PregreetWait:             Duration(500 * time.Millisecond),
+			ExemptNetworks:           []CIDR{mustCIDR("127.0.0.0/8"), mustCIDR("::1/128")},
+			UserMessagesPerHour:      200,
+			UserRecipientsPerMessage: 100,
+			UserRecipientsPerDay:     1000,
 		},
 		Store:    Store{Backend: "sqlite"},
 		Accounts: Accounts{SubaddressDelimiter: "+"},
+		Outbound: defaultOutbound(),
 	}
+}
+
+func mustCIDR(s string) CIDR {
+	c, err := ParseCIDR(s)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }
 
 // Default returns the embedded configuration used when no config file is

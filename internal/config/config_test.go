@@ -139,7 +139,7 @@ func TestExampleFile(t *testing.T) {
 	// Every field of the schema appears in the example, so the example
 	// really documents every key.
 	doc := string(exampleDoc(t))
-	for _, path := range []string{"", "tls", "tls.cert", "listener", "limits", "store", "accounts"} {
+	for _, path := range []string{"", "tls", "tls.cert", "listener", "limits", "store", "accounts", "outbound", "outbound.smarthost", "outbound.route", "outbound.dkim"} {
 		for _, k := range keysAtPath(path) {
 			if !strings.Contains(doc, k) {
 				t.Errorf("key %s.%s is not documented in the example", path, k)
@@ -171,7 +171,7 @@ address = "127.0.0.1:8080"
 			if c.TLS.SelfSigned || c.Listeners[0].Name != "admin" || c.Listeners[0].TLS != TLSNone || c.Listeners[0].AllowInsecureAuth {
 				t.Errorf("production defaults: %+v %+v", c.TLS, c.Listeners[0])
 			}
-			if c.Limits != baseDefaults().Limits || c.Store.Backend != "sqlite" || c.Accounts.SubaddressDelimiter != "+" {
+			if !reflect.DeepEqual(c.Limits, baseDefaults().Limits) || c.Store.Backend != "sqlite" || c.Accounts.SubaddressDelimiter != "+" {
 				t.Errorf("defaults: %+v %+v %+v", c.Limits, c.Store, c.Accounts)
 			}
 			if !hasWarning(c, "data_dir is not set") || hasWarning(c, "postmaster") {
@@ -242,6 +242,9 @@ smtp_command_timeout = "90s"
 imap_idle_timeout = "1h30m"
 auth_failure_delay = "0s"
 max_connections_per_ip = 0
+pregreet_wait = "0s"
+exempt_networks = []
+user_recipients_per_day = 5
 [accounts]
 subaddress_delimiter = "+-"
 default_quota = "1GiB"
@@ -260,6 +263,9 @@ proxy_header_timeout = "500ms"
 			}
 			if l.SMTPCommandTimeout.D() != 90*time.Second || l.IMAPIdleTimeout.D() != 90*time.Minute || l.AuthFailureDelay != 0 {
 				t.Errorf("durations %v %v %v", l.SMTPCommandTimeout, l.IMAPIdleTimeout, l.AuthFailureDelay)
+			}
+			if l.PregreetWait != 0 || len(l.ExemptNetworks) != 0 || l.UserRecipientsPerDay != 5 || l.UserMessagesPerHour != 200 {
+				t.Errorf("abuse limits %v %v %v %v", l.PregreetWait, l.ExemptNetworks, l.UserRecipientsPerDay, l.UserMessagesPerHour)
 			}
 			tp := c.Listeners[0].TrustedProxies
 			want := []string{"192.0.2.7/32", "10.0.0.0/8", "2001:db8::/32"}
@@ -455,6 +461,9 @@ func TestErrors(t *testing.T) {
 		{"size range", admin + "[limits]\nmax_line_length = \"100B\"\n", "5:19", "limits.max_line_length = 100B is out of range", "between 1KB and 16MiB", 0},
 		{"negative int size", admin + "[limits]\nimap_max_literal = -1\n", "5:20", "limits.imap_max_literal = -1B is out of range", "", 0},
 		{"duration range", admin + "[limits]\nsmtp_command_timeout = \"100ms\"\n", "5:24", "limits.smtp_command_timeout = 100ms is out of range", "between 1s and 24h", 0},
+		{"pregreet range", admin + "[limits]\npregreet_wait = \"1m\"\n", "5:17", "limits.pregreet_wait = 1m is out of range", "between 0s and 30s", 0},
+		{"errors range", admin + "[limits]\nmax_errors_per_session = -1\n", "5:26", "limits.max_errors_per_session = -1 is out of range", "0 is unlimited", 0},
+		{"exempt network", admin + "[limits]\nexempt_networks = [\"10.0.0.1/8\"]\n", "5:20", "host bits set", "10.0.0.0/8", 0},
 		{"store backend", admin + "[store]\nbackend = \"sqlte\"\n", "5:11", `store: unknown backend "sqlte"`, "did you mean 'sqlite'?", 0},
 		{"store postgres", admin + "[store]\nbackend = \"postgres\"\n", "5:11", `backend "postgres" is not available yet`, `"sqlite"`, 0},
 		{"dsn with sqlite", admin + "[store]\ndsn_env = \"DSN\"\n", "5:1", "dsn_env is only used by a database server backend", "", 0},

@@ -71,6 +71,7 @@ func (c *Config) Validate() error {
 	v.checkLimits()
 	v.checkStore()
 	v.checkAccounts()
+	v.checkOutbound()
 	c.warnings = append(append([]string(nil), c.parseWarns...), v.warn...)
 	if len(v.errs) > 0 {
 		sortErrors(v.errs)
@@ -433,6 +434,17 @@ func (v *validator) checkLimits() {
 	sizeRange("imap_max_line", l.IMAPMaxLine, 1000, 16<<20)
 	intRange("imap_connections_per_user_ip", l.IMAPConnectionsPerUserIP, 0, 1000000, "; 0 is unlimited")
 	durRange("auth_failure_delay", l.AuthFailureDelay, 0, time.Minute)
+	intRange("max_connections_per_network", l.MaxConnectionsPerNetwork, 0, 1000000, "; 0 is unlimited")
+	intRange("connection_rate_per_ip", l.ConnectionRatePerIP, 0, 1000000, "; 0 is unlimited")
+	intRange("max_messages_per_connection", l.MaxMessagesPerConnection, 0, 1000000, "; 0 is unlimited")
+	intRange("max_errors_per_session", l.MaxErrorsPerSession, 0, 1000, "; 0 is unlimited")
+	durRange("pregreet_wait", l.PregreetWait, 0, 30*time.Second)
+	intRange("user_messages_per_hour", l.UserMessagesPerHour, 0, 1000000, "; 0 is unlimited")
+	intRange("user_recipients_per_message", l.UserRecipientsPerMessage, 0, 100000, "; 0 is unlimited")
+	intRange("user_recipients_per_day", l.UserRecipientsPerDay, 0, 100000000, "; 0 is unlimited")
+	if l.MaxConnectionsPerNetwork > 0 && l.MaxConnectionsPerNetwork < l.MaxConnectionsPerIP {
+		v.warn = append(v.warn, fmt.Sprintf("limits: max_connections_per_network (%d) is below max_connections_per_ip (%d); the network limit applies first", l.MaxConnectionsPerNetwork, l.MaxConnectionsPerIP))
+	}
 }
 
 func (v *validator) checkStore() {

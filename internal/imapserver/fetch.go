@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -170,11 +171,9 @@ func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 		return err
 	}
 	if a.Vanished {
-		ch, err := s.srv.cfg.Store.Changes(ctx, s.view.mb.ID, a.ChangedSince)
-		if err != nil {
+		if err := s.fetchVanished(ctx, a); err != nil {
 			return err
 		}
-		s.writeVanishedEarlier(ch, a.Set)
 	}
 	items := a.Items
 	hasUID, hasFlags, hasModSeq := false, false, false
@@ -283,6 +282,41 @@ func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 	}
 	if missing > 0 && !cmd.UID {
 		return no("EXPUNGEISSUED", "Some messages were expunged by another session")
+	}
+	return nil
+}
+
+// fetchVanished answers the VANISHED modifier of UID FETCH (RFC 7162
+// 3.2.6): the UIDs of the set expunged after CHANGEDSINCE. "*" stands for
+// the highest UID the mailbox ever had, so that the expunge of the last
+// messages is reported too.
+func (s *session) fetchVanished(ctx context.Context, a *imapwire.FetchArgs) error {
+	st := s.srv.cfg.Store
+	ch, err := st.Changes(ctx, s.view.mb.ID, a.ChangedSince)
+	if err != nil {
+		return err
+	}
+	top := ^uint32(0)
+	if ch.ExpungesPruned {
+		// The fallback enumerates gaps: bound it by UIDNEXT.
+		status, err := st.MailboxStatus(ctx, s.view.mb.ID)
+		if err != nil {
+			return err
+		}
+		top = status.UIDNext - 1
+	}
+	if a.Set.Saved {
+		// "$" holds UIDs that were in the mailbox; report those gone.
+		known := make([]imapwire.NumRange, 0, len(s.view.saved))
+		saved := append([]uint32(nil), s.view.saved...)
+		sort.Slice(saved, func(i, j int) bool { return saved[i] < saved[j] })
+		for _, u := range saved {
+			known = append(known, imapwire.NumRange{Start: u, Stop: u})
+		}
+		a.Set = imapwire.NumSet{Ranges: known}
+	}
+	if out := s.vanishedEarlier(ch, a.Set.Resolve(top), 1); out != "" {
+		s.w.Raw("* VANISHED (EARLIER) " + out + "\r\n")
 	}
 	return nil
 }

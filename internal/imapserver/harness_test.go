@@ -3,6 +3,7 @@ package imapserver
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -149,6 +150,15 @@ type client struct {
 	conn net.Conn
 	br   *bufio.Reader
 	n    int
+	zw   *flate.Writer // after COMPRESS DEFLATE
+}
+
+// compress switches the client to COMPRESS=DEFLATE; call it after the
+// server's OK. Bytes the server sent after the OK, already in c.br, are
+// compressed and go through the decompressor too.
+func (c *client) compress() {
+	c.br = bufio.NewReader(flate.NewReader(c.br))
+	c.zw, _ = flate.NewWriter(c.conn, flate.BestSpeed)
 }
 
 func (e *testEnv) dial() *client {
@@ -204,6 +214,15 @@ func (c *client) readLine() string {
 func (c *client) write(s string) {
 	c.t.Helper()
 	c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if c.zw != nil {
+		if _, err := io.WriteString(c.zw, s); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := c.zw.Flush(); err != nil {
+			c.t.Fatal(err)
+		}
+		return
+	}
 	if _, err := io.WriteString(c.conn, s); err != nil {
 		c.t.Fatal(err)
 	}

@@ -311,6 +311,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *imapwire.Command) error {
 		s.state = stateLogout
 		return errBye
 	}
+	s.releaseCompressor()
 	timeout := s.srv.cfg.IdleTimeout
 	s.deadlineMu.Lock()
 	s.conn.SetReadDeadline(time.Now().Add(timeout))
@@ -351,6 +352,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *imapwire.Command) error {
 				s.state = stateLogout
 				return errBye
 			}
+			s.releaseCompressor()
 		case res := <-lines:
 			if res.err != nil {
 				var ne net.Error

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -89,29 +88,17 @@ func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
 	if a.Charset != "" && a.Charset != "UTF-8" && a.Charset != "US-ASCII" {
 		return no("BADCHARSET ("+searchCharsets+")", "Unsupported charset")
 	}
-	var min_, max_, all, count, save bool
-	for _, r := range a.Return {
-		switch r {
-		case "MIN":
-			min_ = true
-		case "MAX":
-			max_ = true
-		case "ALL":
-			all = true
-		case "COUNT":
-			count = true
-		case "SAVE":
-			save = true
-		default:
-			return bad("Unknown search return option %s", r)
-		}
+	if s.utf8Accept && a.Charset != "" {
+		// RFC 6855 section 3 (and erratum 4029).
+		return bad("CHARSET is not allowed after ENABLE UTF8=ACCEPT")
+	}
+	var ret returnOpts
+	if err := ret.parse(a.Return, a.ReturnGiven); err != nil {
+		return err
 	}
 	esearch := a.ReturnGiven || s.rev2
-	if esearch && !min_ && !max_ && !count && !save {
-		all = true // RETURN () means ALL
-	}
-	if !save && !all && !count && !min_ && !max_ {
-		all = true
+	if !ret.save && !ret.all && !ret.count && !ret.min && !ret.max {
+		ret.all = true
 	}
 	modseqKey := usesModSeq(a.Key)
 	if modseqKey {
@@ -119,44 +106,26 @@ func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
 	}
 	hits, err := s.search(ctx, a.Key)
 	if err != nil {
-		if save {
+		if ret.save {
 			s.view.saved = nil
 		}
 		return err
 	}
 	// hits are in ascending sequence (and UID) order.
 	nums := make([]uint32, len(hits))
+	// With a MODSEQ criterion the response carries the highest MODSEQ of
+	// the matches (RFC 7162 3.1.5).
+	var highest int64
 	for i, h := range hits {
 		if cmd.UID {
 			nums[i] = h.meta.UID
 		} else {
 			nums[i] = h.seq
 		}
-	}
-	if save {
-		var saved []uint32
-		if (min_ || max_) && !all && !count {
-			if len(hits) > 0 {
-				if min_ {
-					saved = append(saved, hits[0].meta.UID)
-				}
-				if max_ && (!min_ || len(hits) > 1) {
-					saved = append(saved, hits[len(hits)-1].meta.UID)
-				}
-			}
-		} else {
-			saved = make([]uint32, len(hits))
-			for i, h := range hits {
-				saved[i] = h.meta.UID
-			}
-		}
-		s.view.saved = saved
-	}
-	// With a MODSEQ criterion the response carries the highest MODSEQ of
-	// the matches (RFC 7162 3.1.5).
-	var highest int64
-	for _, h := range hits {
 		highest = max(highest, h.meta.ModSeq)
+	}
+	if ret.save {
+		s.view.saved = ret.saved(hits)
 	}
 	if !esearch {
 		s.w.Raw("* SEARCH")
@@ -172,36 +141,7 @@ func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
 		s.w.CRLF()
 		return nil
 	}
-	if save && !min_ && !max_ && !all && !count {
-		return nil // SAVE alone: no ESEARCH response (RFC 5182)
-	}
-	s.w.Raw("* ESEARCH (TAG ")
-	s.w.String(cmd.Tag)
-	s.w.Byte(')')
-	if cmd.UID {
-		s.w.Raw(" UID")
-	}
-	if len(nums) > 0 {
-		if min_ {
-			s.w.Raw(" MIN ")
-			s.w.Unum(nums[0])
-		}
-		if max_ {
-			s.w.Raw(" MAX ")
-			s.w.Unum(nums[len(nums)-1])
-		}
-		if all {
-			s.w.Raw(" ALL " + imapwire.CompactSet(nums))
-		}
-	}
-	if count {
-		s.w.Raw(" COUNT " + strconv.Itoa(len(nums)))
-	}
-	if modseqKey && len(nums) > 0 {
-		s.w.Raw(" MODSEQ ")
-		s.w.Num(highest)
-	}
-	s.w.CRLF()
+	s.writeESearch(cmd, ret, nums, highest, modseqKey)
 	return nil
 }
 

@@ -73,6 +73,11 @@ type Config struct {
 	MaxLine           int           // default 64 KiB
 	MaxConnsPerUserIP int           // default 50
 	AppendLimit       int64         // default 64 MiB
+	// CompressRelease is how long a session with COMPRESS=DEFLATE may
+	// wait for its next command before its compressor (about 800 KiB)
+	// goes back to a shared pool; default 5 seconds. Sessions in IDLE
+	// release it at once.
+	CompressRelease time.Duration
 	// SpoolDir holds APPEND messages over 1 MiB while they are received
 	// (unlinked files); "" is os.TempDir().
 	SpoolDir string
@@ -127,6 +132,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxConnsPerUserIP <= 0 {
 		cfg.MaxConnsPerUserIP = 50
+	}
+	if cfg.CompressRelease <= 0 {
+		cfg.CompressRelease = 5 * time.Second
 	}
 	if cfg.AppendLimit <= 0 {
 		cfg.AppendLimit = 64 << 20
@@ -289,6 +297,7 @@ type metrics struct {
 	sessions     prometheus.Gauge
 	commands     *prometheus.CounterVec
 	authFailures prometheus.Counter
+	compressors  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -308,6 +317,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "mailstead", Subsystem: "imap", Name: "auth_failures_total",
 			Help: "Failed IMAP authentications.",
+		}),
+		compressors: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "mailstead", Subsystem: "imap", Name: "compressors_held",
+			Help: "COMPRESS=DEFLATE compressors held by busy sessions (idle sessions hold none).",
 		}),
 	}
 	if reg == nil {
@@ -343,5 +356,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.authFailures = c.(prometheus.Counter)
+	if c, err = register(m.compressors); err != nil {
+		return nil, err
+	}
+	m.compressors = c.(prometheus.Gauge)
 	return m, nil
 }

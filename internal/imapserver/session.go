@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,12 +62,17 @@ type session struct {
 	limitHeld bool
 
 	// Enabled extensions.
-	rev2      bool // IMAP4rev2
-	utf8      bool // UTF8=ACCEPT or IMAP4rev2: mailbox names and strings in UTF-8
-	condstore bool // CONDSTORE (RFC 7162): MODSEQ in FETCH responses
-	qresync   bool // QRESYNC (RFC 7162): VANISHED instead of EXPUNGE
+	rev2 bool // IMAP4rev2
+	utf8 bool // UTF8=ACCEPT or IMAP4rev2: mailbox names and strings in UTF-8
+	// utf8Accept is set by ENABLE UTF8=ACCEPT itself: SEARCH CHARSET and
+	// SORT/THREAD charsets other than UTF-8 are then refused (RFC 6855).
+	utf8Accept bool
+	condstore  bool // CONDSTORE (RFC 7162): MODSEQ in FETCH responses
+	qresync    bool // QRESYNC (RFC 7162): VANISHED instead of EXPUNGE
 
 	view *view // selected mailbox, nil unless stateSelected
+	// cw is the compressing writer once COMPRESS=DEFLATE is active.
+	cw *compressWriter
 
 	bad          int // consecutive BAD
 	authFailures int
@@ -108,6 +114,11 @@ func (s *session) setConn(c net.Conn) {
 func (s *session) setupIO() {
 	s.br = bufio.NewReaderSize(s.conn, 4096)
 	s.bw = bufio.NewWriterSize(deadlineWriter{s.conn}, 4096)
+	s.setupWire()
+}
+
+// setupWire builds the protocol reader and writer on s.br and s.bw.
+func (s *session) setupWire() {
 	s.r = imapwire.NewReader(s.br)
 	s.r.MaxLine = s.srv.cfg.MaxLine
 	s.r.MaxLiteral = s.srv.cfg.MaxLiteral
@@ -135,7 +146,17 @@ func (s *session) setupIO() {
 	s.w = w
 }
 
-func (s *session) flush() error { return s.w.Flush() }
+// flush sends everything written so far; with COMPRESS it also ends the
+// current deflate block so the client can decompress all of it.
+func (s *session) flush() error {
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	if s.cw != nil {
+		return s.cw.Flush()
+	}
+	return nil
+}
 
 // deadlineWriter arms the write timeout before every write, including the
 // buffered writer's automatic flushes in the middle of large responses: a
@@ -193,7 +214,16 @@ func (s *session) serve() {
 			return
 		}
 		s.r.Release()
+		var release *time.Timer
+		if s.cw != nil {
+			// A session that waits long for its next command gives its
+			// compressor back (see compressWriter).
+			release = time.AfterFunc(s.srv.cfg.CompressRelease, s.cw.release)
+		}
 		cmd, err := s.r.ReadCommand()
+		if release != nil {
+			release.Stop()
+		}
 		if err != nil {
 			var pe *imapwire.Error
 			if errors.As(err, &pe) {
@@ -254,6 +284,7 @@ func (s *session) bye(text string) {
 }
 
 func (s *session) cleanup() {
+	s.releaseCompressor()
 	if s.view != nil {
 		s.view.close()
 		s.view = nil
@@ -296,7 +327,7 @@ var (
 	authed    = []state{stateAuth, stateSelected}
 	selected  = []state{stateSelected}
 	handlers  map[string]handler
-	uidCmdSet = map[string]bool{"FETCH": true, "STORE": true, "COPY": true, "MOVE": true, "SEARCH": true, "EXPUNGE": true}
+	uidCmdSet = map[string]bool{"FETCH": true, "STORE": true, "COPY": true, "MOVE": true, "SEARCH": true, "EXPUNGE": true, "SORT": true, "THREAD": true}
 )
 
 func init() {
@@ -330,6 +361,9 @@ func init() {
 		"UNSELECT":     {(*session).cmdClose, selected},
 		"EXPUNGE":      {(*session).cmdExpunge, selected},
 		"SEARCH":       {(*session).cmdSearch, selected},
+		"SORT":         {(*session).cmdSort, selected},
+		"THREAD":       {(*session).cmdThread, selected},
+		"COMPRESS":     {(*session).cmdCompress, authed},
 		"FETCH":        {(*session).cmdFetch, selected},
 		"STORE":        {(*session).cmdStore, selected},
 		"COPY":         {(*session).cmdCopy, selected},
@@ -393,9 +427,10 @@ func (s *session) handle(cmd *imapwire.Command) {
 	}
 	// Report changes made by other sessions before the tagged response,
 	// except that EXPUNGE may not be sent during FETCH, STORE and SEARCH
-	// (RFC 9051 7.5.1) unless they are UID commands.
+	// (RFC 9051 7.5.1), nor SORT and THREAD, whose answers are sequence
+	// numbers too, unless they are UID commands.
 	if s.view != nil && s.state == stateSelected {
-		noExpunge := !cmd.UID && (cmd.Name == "FETCH" || cmd.Name == "STORE" || cmd.Name == "SEARCH")
+		noExpunge := !cmd.UID && (cmd.Name == "FETCH" || cmd.Name == "STORE" || cmd.Name == "SEARCH" || cmd.Name == "SORT" || cmd.Name == "THREAD")
 		// A fresh context: IDLE may have outlived the command's.
 		pctx, pcancel := context.WithTimeout(context.Background(), time.Minute)
 		perr := s.poll(pctx, !noExpunge)
@@ -404,6 +439,12 @@ func (s *session) handle(cmd *imapwire.Command) {
 			return
 		} else if perr != nil && err == nil {
 			err = perr
+		}
+		// With QRESYNC, EXPUNGE's tagged OK carries HIGHESTMODSEQ
+		// (RFC 7162): VANISHED responses carry no MODSEQ, so this is how
+		// the client learns the MODSEQ its cache is now current to.
+		if err == nil && s.qresync && cmd.Name == "EXPUNGE" && s.respCode == "" && s.view != nil {
+			s.respCode = "HIGHESTMODSEQ " + strconv.FormatInt(s.view.modseq, 10)
 		}
 	}
 	result := "ok"
@@ -486,7 +527,9 @@ func (s *session) capabilities() string {
 		"ESEARCH", "SEARCHRES", "STATUS=SIZE", "BINARY", "MULTIAPPEND",
 		fmt.Sprintf("APPENDLIMIT=%d", s.srv.cfg.AppendLimit),
 		"QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC",
-		"OBJECTID", "SAVEDATE", "WITHIN",
+		"OBJECTID", "SAVEDATE", "WITHIN", "COMPRESS=DEFLATE",
+		"SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
+		"I18NLEVEL=1",
 	)
 	return strings.Join(caps, " ")
 }
@@ -543,10 +586,10 @@ func (s *session) cmdEnable(ctx context.Context, cmd *imapwire.Command) error {
 			}
 			s.utf8 = true
 		case "UTF8=ACCEPT":
-			if !s.utf8 || !s.rev2 {
+			if !s.utf8Accept {
 				enabled = append(enabled, "UTF8=ACCEPT")
 			}
-			s.utf8 = true
+			s.utf8, s.utf8Accept = true, true
 		case "CONDSTORE":
 			if !s.condstore {
 				enabled = append(enabled, "CONDSTORE")

@@ -244,7 +244,7 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 		s.w.CRLF()
 	}
 	if q := a.QResync; q != nil && q.UIDValidity == status.UIDValidity {
-		if err := s.qresyncSelect(ctx, q); err != nil {
+		if err := s.qresyncSelect(ctx, q, status.UIDNext); err != nil {
 			return err
 		}
 	}
@@ -257,22 +257,32 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 }
 
 // qresyncSelect sends what changed since the client's cached state (RFC
-// 7162 3.2.5): VANISHED (EARLIER) for expunged UIDs, then FETCH for
-// messages whose flags changed.
-func (s *session) qresyncSelect(ctx context.Context, q *imapwire.QResyncArgs) error {
+// 7162 3.2.5.2): VANISHED (EARLIER) for expunged UIDs, then FETCH for
+// messages whose flags changed, both limited to the UIDs the client says
+// it knows (all UIDs below UIDNEXT when it does not say).
+func (s *session) qresyncSelect(ctx context.Context, q *imapwire.QResyncArgs, uidNext uint32) error {
 	v := s.view
 	ch, err := s.srv.cfg.Store.Changes(ctx, v.mb.ID, q.ModSeq)
 	if err != nil {
 		return err
 	}
-	known := imapwire.NumSet{Ranges: []imapwire.NumRange{{Start: 1, Stop: 0}}}
+	top := uidNext - 1 // "*" is not allowed in known-uids; be lenient
+	var known []imapwire.NumRange
 	if q.KnownUIDs != nil {
-		known = *q.KnownUIDs
+		known = q.KnownUIDs.Resolve(top)
+	} else if top > 0 {
+		known = []imapwire.NumRange{{Start: 1, Stop: top}}
 	}
-	s.writeVanishedEarlier(ch, known)
+	low := uint32(1)
+	if q.SeqMatch != nil {
+		low = seqMatchLow(q.SeqMatch, v.uids)
+	}
+	if out := s.vanishedEarlier(ch, known, low); out != "" {
+		s.w.Raw("* VANISHED (EARLIER) " + out + "\r\n")
+	}
 	for _, m := range ch.Changed {
 		seq := v.seq(m.UID)
-		if seq == 0 || m.ModSeq > v.modseq {
+		if seq == 0 || m.ModSeq > v.modseq || !inRanges(known, m.UID) {
 			continue // newer changes come with the next poll
 		}
 		s.w.Raw("* ")
@@ -288,27 +298,95 @@ func (s *session) qresyncSelect(ctx context.Context, q *imapwire.QResyncArgs) er
 	return nil
 }
 
-// writeVanishedEarlier reports the UIDs in set that are gone: from the
-// expunge records, or, when those were pruned, every UID of set (up to
-// the view's highest) that is not in the view. Clients ignore UIDs they
-// did not know.
-func (s *session) writeVanishedEarlier(ch store.Changes, set imapwire.NumSet) {
+// seqMatchLow evaluates the QRESYNC message sequence match data (RFC 7162
+// 3.2.5.2): pairs of a sequence number and the UID the client had for it.
+// While the pairs, in order, still hold in the current mailbox, no message
+// below their UID can have been expunged since the client's state, so
+// VANISHED (EARLIER) only needs UIDs from after the last pair that holds.
+// It returns that lowest UID worth reporting. Only pairs with strictly
+// ascending sequence numbers within the mailbox are looked at, so the work
+// is bounded by the mailbox size whatever the client sends.
+func seqMatchLow(sm *[2]imapwire.NumSet, uids []uint32) uint32 {
+	low := uint32(1)
+	seqs, ids := newSetIter(sm[0]), newSetIter(sm[1])
+	var prev uint32
+	for {
+		seq, ok1 := seqs.next()
+		uid, ok2 := ids.next()
+		if !ok1 || !ok2 || seq <= prev || seq > uint32(len(uids)) || uids[seq-1] != uid {
+			return low
+		}
+		prev = seq
+		low = uid + 1
+	}
+}
+
+// setIter walks the numbers of a sequence set in the order given,
+// ranges ascending ("5:3" as 3, 4, 5). "*" and "$" end the walk.
+type setIter struct {
+	ranges []imapwire.NumRange
+	cur    uint64
+	end    uint64
+}
+
+func newSetIter(s imapwire.NumSet) *setIter {
+	if s.Saved {
+		return &setIter{}
+	}
+	return &setIter{ranges: s.Ranges}
+}
+
+func (it *setIter) next() (uint32, bool) {
+	for it.cur == 0 || it.cur > it.end {
+		if len(it.ranges) == 0 {
+			return 0, false
+		}
+		r := it.ranges[0]
+		it.ranges = it.ranges[1:]
+		if r.Start == 0 || r.Stop == 0 {
+			it.ranges = nil
+			return 0, false
+		}
+		a, b := r.Start, r.Stop
+		if a > b {
+			a, b = b, a
+		}
+		it.cur, it.end = uint64(a), uint64(b)
+	}
+	n := it.cur
+	it.cur++
+	return uint32(n), true
+}
+
+func inRanges(rs []imapwire.NumRange, n uint32) bool {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].Stop >= n })
+	return i < len(rs) && rs[i].Start <= n
+}
+
+// vanishedEarlier returns the UIDs in known (resolved ranges) from low up
+// that are gone, as a sequence set: from the expunge records, or, when
+// those were pruned, every such UID that is not in the view (clients
+// ignore UIDs they never had).
+func (s *session) vanishedEarlier(ch store.Changes, known []imapwire.NumRange, low uint32) string {
 	v := s.view
-	var out string
 	if !ch.ExpungesPruned {
 		var uids []uint32
 		for _, e := range ch.Expunged {
-			if set.Contains(e.UID, v.maxUID()) && v.seq(e.UID) == 0 {
+			if e.UID >= low && inRanges(known, e.UID) && v.seq(e.UID) == 0 {
 				uids = append(uids, e.UID)
 			}
 		}
-		out = imapwire.CompactSet(uids)
-	} else {
-		out = missingRanges(set.Resolve(v.maxUID()), v.uids)
+		return imapwire.CompactSet(uids)
 	}
-	if out != "" {
-		s.w.Raw("* VANISHED (EARLIER) " + out + "\r\n")
+	var rs []imapwire.NumRange
+	for _, r := range known {
+		if r.Stop < low {
+			continue
+		}
+		r.Start = max(r.Start, low)
+		rs = append(rs, r)
 	}
+	return missingRanges(rs, v.uids)
 }
 
 // missingRanges formats the numbers in ranges that are not in present

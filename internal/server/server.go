@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -131,6 +131,26 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	})
 	smtpMetrics := smtpserver.NewMetrics(reg)
 
+	// Outbound: DKIM keys, the submitter that queues mail for remote
+	// recipients, and the queue runner (stopped after the listeners have
+	// drained, before the store closes).
+	outbound, stopOutbound, err := StartOutbound(ctx, cfg, st, st.QueueWake(), deliv, reg, log, opts.ShutdownTimeout)
+	if err != nil {
+		return err
+	}
+	defer stopOutbound()
+	// One sending limiter for all submission listeners: a user may use
+	// 587 and 465 alike.
+	sendLimits := smtpserver.NewSendLimiter(smtpserver.SendLimits{
+		MessagesPerHour:      cfg.Limits.UserMessagesPerHour,
+		RecipientsPerMessage: cfg.Limits.UserRecipientsPerMessage,
+		RecipientsPerDay:     cfg.Limits.UserRecipientsPerDay,
+	})
+	var exempt []netip.Prefix
+	for _, c := range cfg.Limits.ExemptNetworks {
+		exempt = append(exempt, c.Prefix)
+	}
+
 	var listeners []*listener
 	closeAll := func() {
 		for _, l := range listeners {
@@ -186,6 +206,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				MaxMessageBytes: int64(cfg.Limits.MaxMessageSize), MaxLineLength: int(cfg.Limits.MaxLineLength),
 				MaxRecipients: cfg.Limits.MaxRecipients, CommandTimeout: cfg.Limits.SMTPCommandTimeout.D(),
 				DataTimeout: cfg.Limits.SMTPDataTimeout.D(), MaxConnsPerIP: cfg.Limits.MaxConnectionsPerIP, SubaddressDelimiter: cfg.Accounts.SubaddressDelimiter,
+				MaxConnsPerNet: cfg.Limits.MaxConnectionsPerNetwork, ConnRatePerMinute: cfg.Limits.ConnectionRatePerIP,
+				PregreetWait: cfg.Limits.PregreetWait.D(), MaxMessagesPerConn: cfg.Limits.MaxMessagesPerConnection,
+				MaxErrors: cfg.Limits.MaxErrorsPerSession, Exempt: exempt, SendLimits: sendLimits,
 				Logger: llog, Metrics: smtpMetrics,
 			})
 			if err != nil {
@@ -238,6 +261,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// Control socket for the CLI.
 	creg := control.NewRegistry()
 	(&manage.Ops{St: st, DefaultQuota: int64(cfg.Accounts.DefaultQuota)}).Register(creg)
+	(&manage.QueueOps{St: st, Bounce: BounceFunc(cfg, st, outbound.Submitter)}).Register(creg)
 	ctl := &control.Server{R: creg, Log: log.With("component", "control")}
 	if err := ctl.Listen(filepath.Join(cfg.DataDir, control.SocketName)); err != nil {
 		closeAll()
@@ -328,37 +352,6 @@ func reload(cfg *config.Config, opts Options, certs *tlsutil.CertStore, log *slo
 		} else {
 			log.Info("certificates reloaded")
 		}
-	}
-}
-
-// proxyListener wraps l so connections must begin with a PROXY header
-// from a trusted peer; others are closed at once.
-func proxyListener(l net.Listener, lc config.Listener, log *slog.Logger) net.Listener {
-	trusted := lc.TrustedProxies
-	return &proxyproto.Listener{
-		Listener:          l,
-		ReadHeaderTimeout: lc.ProxyHeaderTimeout.D(),
-		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-			ap, err := netAddrPort(o.Upstream)
-			if err == nil {
-				for _, c := range trusted {
-					if c.Prefix.Contains(ap) {
-						return proxyproto.REQUIRE, nil
-					}
-				}
-			}
-			log.Debug("connection from untrusted peer on PROXY listener closed", "peer", o.Upstream)
-			return proxyproto.REJECT, proxyproto.ErrInvalidUpstream
-		},
-		ValidateHeader: func(h *proxyproto.Header) error {
-			switch {
-			case lc.Proxy == config.ProxyV1 && h.Version != 1:
-				return fmt.Errorf("PROXY v%d header on a v1 listener", h.Version)
-			case lc.Proxy == config.ProxyV2 && h.Version != 2:
-				return fmt.Errorf("PROXY v%d header on a v2 listener", h.Version)
-			}
-			return nil
-		},
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/smtp"
@@ -111,6 +112,8 @@ type envOptions struct {
 	role   Role
 	config func(*Config)
 	auth   account.AuthOptions
+	// wrap wraps the listening socket (a PROXY protocol listener).
+	wrap func(net.Listener) net.Listener
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -185,6 +188,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e.addr = l.Addr().String()
+	if o.wrap != nil {
+		l = o.wrap(l)
+	}
 	go func() { e.serveErr <- srv.Serve(l) }()
 	t.Cleanup(func() {
 		if e.shutdown {
@@ -481,3 +487,38 @@ func sendOne(c *smtp.Client, from, to, msg string) error {
 	}
 	return nil
 }
+
+// logBuffer collects a server's log lines (text format, debug and up).
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// above returns the lines logged above debug level.
+func (b *logBuffer) above() []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if l != "" && !strings.Contains(l, " level=DEBUG ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -64,7 +64,24 @@ type Config struct {
 	MaxRecipients     int
 	CommandTimeout    time.Duration
 	DataTimeout       time.Duration
-	MaxConnsPerIP     int
+	// MaxConnsPerIP bounds concurrent connections per client (IPv6: per
+	// /64), on every role.
+	MaxConnsPerIP int
+	// Abuse limits of the MX role (0 = off): concurrent connections per
+	// network (IPv4 /24, IPv6 /48), new connections per client per minute,
+	// and the pre-greet wait (implicit TLS never waits: its client speaks
+	// first).
+	MaxConnsPerNet    int
+	ConnRatePerMinute int
+	PregreetWait      time.Duration
+	// Per-connection limits of every role (0 = off).
+	MaxMessagesPerConn int
+	MaxErrors          int
+	// Exempt clients skip all of the limits above (Postfix's mynetworks).
+	Exempt []netip.Prefix
+	// SendLimits enforces per-user sending limits on submission; share one
+	// between the submission listeners of a process. Nil: no limits.
+	SendLimits *SendLimiter
 	// SubaddressDelimiter: a submitting user may send as user+tag too.
 	SubaddressDelimiter string
 	Logger              *slog.Logger
@@ -77,6 +94,7 @@ type Metrics struct {
 	active   *prometheus.GaugeVec
 	messages *prometheus.CounterVec
 	rcpts    *prometheus.CounterVec
+	closed   *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the SMTP metrics (reg may be nil).
@@ -84,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailstead_smtp_connections_total",
-			Help: "SMTP connections accepted, by listener and outcome (served, refused_ip_limit).",
+			Help: "SMTP connections accepted, by listener and outcome (served, health_check, refused_ip_limit, refused_network_limit, refused_rate_limit, pregreet, proxy_header).",
 		}, []string{"listener", "outcome"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mailstead_smtp_connections_active",
@@ -98,9 +116,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mailstead_smtp_recipients_total",
 			Help: "RCPT TO commands, by listener and result.",
 		}, []string{"listener", "result"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailstead_smtp_sessions_closed_total",
+			Help: "SMTP sessions closed by the server for a limit, by listener and reason (too_many_errors, too_many_messages).",
+		}, []string{"listener", "reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.conns, m.active, m.messages, m.rcpts} {
+		for _, c := range []prometheus.Collector{m.conns, m.active, m.messages, m.rcpts, m.closed} {
 			reg.MustRegister(c)
 		}
 	}
@@ -113,7 +135,12 @@ type Server struct {
 	log   *slog.Logger
 	inner *smtp.Server
 	pipe  *chanListener
-	perIP *ipLimiter
+	limit *connLimiter
+	// sendLimits is cfg.SendLimits (nil-safe methods).
+	sendLimits *SendLimiter
+	// abuseLog and sendLog throttle log lines that clients can trigger
+	// at will (see logLimited).
+	abuseLog, sendLog logThrottle
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -153,7 +180,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataTimeout == 0 {
 		cfg.DataTimeout = 10 * time.Minute
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, perIP: newIPLimiter(cfg.MaxConnsPerIP), conns: map[*trackedConn]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[*trackedConn]struct{}{}, sendLimits: cfg.SendLimits}
+	if cfg.Role == RoleMX {
+		s.limit = newConnLimiter(cfg.MaxConnsPerIP, cfg.MaxConnsPerNet, cfg.ConnRatePerMinute)
+	} else {
+		s.limit = newConnLimiter(cfg.MaxConnsPerIP, 0, 0)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.pipe = newChanListener()
 	in := smtp.NewServer(backend{s})
@@ -252,25 +284,44 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
+// handle runs in the connection's own goroutine: everything that can
+// block on the client (the PROXY header, the pre-greet wait) happens here,
+// never in the accept loop.
 func (s *Server) handle(c net.Conn) {
 	defer s.wg.Done()
-	ip := remoteIP(c.RemoteAddr())
-	if !s.perIP.acquire(ip) {
-		s.cfg.Metrics.conns.WithLabelValues(s.cfg.Name, "refused_ip_limit").Inc()
-		s.log.Info("connection refused: too many connections from address", "remote", ip)
-		if !s.cfg.ImplicitTLS { // a cleartext reply would be garbage to a TLS client
-			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "421 4.7.0 %s Too many connections from your address, try later\r\n", s.cfg.Hostname)
-		}
+	ip, local, ok := s.proxyHeader(c)
+	if !ok {
 		c.Close()
 		return
 	}
-	s.cfg.Metrics.conns.WithLabelValues(s.cfg.Name, "served").Inc()
+	exempt := local || s.exempt(ip)
+	mx := s.cfg.Role == RoleMX
+	if !exempt {
+		if res := s.limit.acquire(ip, mx); res != limitOK {
+			s.refuse(c, ip, res)
+			return
+		}
+	}
+	outcome := "served"
+	if local {
+		outcome = "health_check"
+	}
+	s.cfg.Metrics.conns.WithLabelValues(s.cfg.Name, outcome).Inc()
 	s.cfg.Metrics.active.WithLabelValues(s.cfg.Name).Inc()
-	tc := &trackedConn{Conn: c, ip: ip}
+	tc := &trackedConn{Conn: c, ip: ip, local: local, exempt: exempt, host: s.cfg.Hostname}
+	tc.blind.Store(s.cfg.ImplicitTLS)
+	if !exempt {
+		tc.maxErrors = s.cfg.MaxErrors
+	}
 	tc.onClose = func() {
-		s.perIP.release(ip)
+		if !exempt {
+			s.limit.release(ip, mx)
+		}
 		s.cfg.Metrics.active.WithLabelValues(s.cfg.Name).Dec()
+		if tc.tooManyErrors.Load() {
+			s.cfg.Metrics.closed.WithLabelValues(s.cfg.Name, "too_many_errors").Inc()
+			s.logLimited(s.log, &s.abuseLog, slog.LevelInfo, "session closed: too many errors", "remote", ip, "errors", tc.errors.Load())
+		}
 		s.mu.Lock()
 		delete(s.conns, tc)
 		s.mu.Unlock()
@@ -278,6 +329,10 @@ func (s *Server) handle(c net.Conn) {
 	s.mu.Lock()
 	s.conns[tc] = struct{}{}
 	s.mu.Unlock()
+	if !s.pregreet(tc) {
+		tc.Close()
+		return
+	}
 	var nc net.Conn = tc
 	if s.cfg.ImplicitTLS {
 		nc = tls.Server(tc, s.cfg.TLSConfig)
@@ -285,6 +340,80 @@ func (s *Server) handle(c net.Conn) {
 	if !s.pipe.deliver(nc) {
 		nc.Close()
 	}
+}
+
+// logLimited logs at level at most once a second per throttle (with the
+// number of lines suppressed since the last one) and at debug otherwise:
+// refusals are what an attack produces, and must not flood the log.
+func (s *Server) logLimited(log *slog.Logger, t *logThrottle, level slog.Level, msg string, args ...any) {
+	if ok, suppressed := t.allow(time.Now(), time.Second); ok {
+		if suppressed > 0 {
+			args = append(args, "suppressed_since_last", suppressed)
+		}
+		log.Log(context.Background(), level, msg, args...)
+		return
+	}
+	log.Debug(msg, args...)
+}
+
+func (s *Server) exempt(ip netip.Addr) bool {
+	for _, p := range s.cfg.Exempt {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse answers a connection over a limit with 421 and closes it. The
+// log line is throttled: a flood of refusals is one of the things the
+// limits exist for, and must not become a flood of log lines.
+func (s *Server) refuse(c net.Conn, ip netip.Addr, res limitResult) {
+	outcome, text := "refused_ip_limit", "Too many connections from your address, try later"
+	switch res {
+	case limitNetwork:
+		outcome, text = "refused_network_limit", "Too many connections from your network, try later"
+	case limitRate:
+		outcome, text = "refused_rate_limit", "Too many connections from your address per minute, slow down"
+	}
+	s.cfg.Metrics.conns.WithLabelValues(s.cfg.Name, outcome).Inc()
+	s.logLimited(s.log, &s.abuseLog, slog.LevelInfo, "connection refused: "+strings.ReplaceAll(outcome, "_", " "), "remote", ip)
+	if !s.cfg.ImplicitTLS { // a cleartext reply would be garbage to a TLS client
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "421 4.7.0 %s %s\r\n", s.cfg.Hostname, text)
+	}
+	c.Close()
+}
+
+// pregreet is postscreen's pregreet test: the banner is held back for
+// PregreetWait and a client that sends anything meanwhile is refused (it
+// does not wait for the server, as spam bots often do not). Reports
+// whether the session may go on. Nothing read needs passing on: any byte
+// read means a refusal.
+func (s *Server) pregreet(tc *trackedConn) bool {
+	wait := s.cfg.PregreetWait
+	if s.cfg.Role != RoleMX || s.cfg.ImplicitTLS || wait <= 0 || tc.exempt {
+		return true
+	}
+	tc.Conn.SetReadDeadline(time.Now().Add(wait))
+	var buf [512]byte
+	n, err := tc.Conn.Read(buf[:])
+	if n > 0 {
+		s.cfg.Metrics.conns.WithLabelValues(s.cfg.Name, "pregreet").Inc()
+		s.logLimited(s.log, &s.abuseLog, slog.LevelInfo, "connection refused: client talked before the greeting", "remote", tc.ip)
+		tc.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(tc.Conn, "554 5.7.1 %s Protocol error: you talked before my greeting\r\n", s.cfg.Hostname)
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		tc.Conn.SetReadDeadline(time.Time{})
+		return true
+	}
+	// EOF or reset: gone before the greeting (a port probe or a plain TCP
+	// health check).
+	s.log.Debug("client closed before the greeting", "remote", tc.ip, "err", err)
+	return false
 }
 
 // Shutdown stops accepting, then waits for sessions to end until ctx is
@@ -332,21 +461,6 @@ func remoteIP(a net.Addr) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// trackedConn runs onClose once when the connection closes.
-type trackedConn struct {
-	net.Conn
-	ip      netip.Addr
-	once    sync.Once
-	onClose func()
-}
-
-// Close releases the connection's slot before closing the socket, so a
-// client that sees the close can reconnect at once.
-func (c *trackedConn) Close() error {
-	c.once.Do(c.onClose)
-	return c.Conn.Close()
-}
-
 // chanListener hands connections that passed our checks to go-smtp's
 // Serve loop.
 type chanListener struct {
@@ -383,47 +497,3 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }
-
-// ipLimiter counts open connections per client IP (IPv6 per /64).
-type ipLimiter struct {
-	max int
-	mu  sync.Mutex
-	n   map[netip.Prefix]int
-}
-
-func newIPLimiter(max int) *ipLimiter { return &ipLimiter{max: max, n: map[netip.Prefix]int{}} }
-
-func ipKey(ip netip.Addr) netip.Prefix {
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, _ := ip.Prefix(bits)
-	return p
-}
-
-func (l *ipLimiter) acquire(ip netip.Addr) bool {
-	if l.max <= 0 || !ip.IsValid() {
-		return true
-	}
-	k := ipKey(ip)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n[k] >= l.max {
-		return false
-	}
-	l.n[k]++
-	return true
-}
-
-func (l *ipLimiter) release(ip netip.Addr) {
-	if l.max <= 0 || !ip.IsValid() {
-		return
-	}
-	k := ipKey(ip)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n[k]--; l.n[k] <= 0 {
-		delete(l.n, k)
-	}
-}

@@ -1,6 +1,7 @@
 package smtpserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -28,10 +29,17 @@ type backend struct{ s *Server }
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s := b.s
 	sess := &session{
-		s:      s,
-		conn:   c,
-		remote: remoteIP(c.Conn().RemoteAddr()),
-		id:     newID(),
+		s:    s,
+		conn: c,
+		st:   stateOf(c),
+		id:   newID(),
+	}
+	if sess.st != nil {
+		// The address handle settled on: from the PROXY header when
+		// there is one, under STARTTLS and implicit TLS alike.
+		sess.remote = sess.st.ip
+	} else {
+		sess.remote = remoteIP(c.Conn().RemoteAddr())
 	}
 	sess.log = s.log.With("session", sess.id, "remote", sess.remote)
 	if s.cfg.Role == RoleSubmission {
@@ -53,6 +61,7 @@ func newID() string {
 type session struct {
 	s      *Server
 	conn   *smtp.Conn
+	st     *trackedConn // per-connection limit state; nil only in odd setups
 	remote netip.Addr
 	id     string
 	log    *slog.Logger
@@ -63,6 +72,10 @@ type session struct {
 	fromSet bool
 	utf8    bool
 	rcpts   []delivery.Target
+
+	// Per-user sending limit reservations of this transaction, given back
+	// unless the message is accepted.
+	heldMessages, heldRcpts int
 }
 
 func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -84,14 +97,61 @@ func (s *session) ctx() (context.Context, context.CancelFunc) {
 }
 
 func (s *session) Reset() {
+	s.release()
 	s.from, s.fromSet, s.utf8, s.rcpts = "", false, false, nil
 }
 
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error {
+	s.release()
+	return nil
+}
+
+// release gives back the sending limit reservations of a transaction that
+// did not end in an accepted message.
+func (s *session) release() {
+	if s.account != nil {
+		s.s.sendLimits.refund(s.account.Address, s.heldMessages, s.heldRcpts)
+	}
+	s.heldMessages, s.heldRcpts = 0, 0
+}
+
+// fail counts an error reply towards max_errors_per_session once the
+// connection is encrypted, where the cleartext reply watcher (trackedConn)
+// cannot see the replies, and turns the one over the limit into 421 and a
+// close.
+func (s *session) fail(err error) error {
+	if err == nil || s.st == nil || s.st.maxErrors <= 0 || !s.st.blind.Load() {
+		return err
+	}
+	if int(s.st.errors.Add(1)) > s.st.maxErrors {
+		s.st.tooManyErrors.Store(true)
+		s.closeAfterReply()
+		return errTooManyErrors
+	}
+	return err
+}
+
+// closeAfterReply closes the connection once go-smtp has written the
+// reply being returned.
+func (s *session) closeAfterReply() {
+	if s.st != nil {
+		s.st.closeAfterWrite.Store(true)
+	}
+}
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	return s.fail(s.mail(from, opts))
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.s.cfg.Role == RoleSubmission && s.account == nil {
 		return errAuthRequired
+	}
+	if st := s.st; st != nil && !st.exempt && s.s.cfg.MaxMessagesPerConn > 0 && int(st.messages.Add(1)) > s.s.cfg.MaxMessagesPerConn {
+		s.s.logLimited(s.log, &s.s.abuseLog, slog.LevelInfo, "too many messages in one connection; closing", "limit", s.s.cfg.MaxMessagesPerConn)
+		s.s.cfg.Metrics.closed.WithLabelValues(s.s.cfg.Name, "too_many_messages").Inc()
+		s.closeAfterReply()
+		return reply(421, smtp.EnhancedCode{4, 7, 0}, fmt.Sprintf("Too many messages in one connection (limit %d), reconnect to send more", s.s.cfg.MaxMessagesPerConn))
 	}
 	if opts != nil && opts.Size > 0 && s.s.cfg.MaxMessageBytes > 0 && opts.Size > s.s.cfg.MaxMessageBytes {
 		return reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Message size exceeds the limit of %d bytes", s.s.cfg.MaxMessageBytes))
@@ -108,6 +168,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	} else if s.account != nil {
 		return reply(553, smtp.EnhancedCode{5, 7, 1}, "Authenticated users cannot send with a null sender")
+	}
+	if s.account != nil {
+		if !s.s.sendLimits.reserveMessage(s.account.Address) {
+			s.s.logLimited(s.log, &s.s.sendLog, slog.LevelWarn, "submission refused: hourly message limit reached", "limit", s.s.sendLimits.limits().MessagesPerHour)
+			return reply(450, smtp.EnhancedCode{4, 7, 1}, fmt.Sprintf("Sending limit reached: at most %d messages per hour, try again later", s.s.sendLimits.limits().MessagesPerHour))
+		}
+		s.heldMessages++
 	}
 	s.from, s.fromSet = from, true
 	s.utf8 = opts != nil && opts.UTF8
@@ -128,6 +195,16 @@ func ownsAddress(acc store.Account, a address.Address, delims string) bool {
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	return s.fail(s.rcpt(to, opts))
+}
+
+func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.account != nil {
+		if max := s.s.sendLimits.limits().RecipientsPerMessage; max > 0 && len(s.rcpts) >= max {
+			s.s.cfg.Metrics.rcpts.WithLabelValues(s.s.cfg.Name, "user_limit").Inc()
+			return reply(452, smtp.EnhancedCode{4, 5, 3}, fmt.Sprintf("Too many recipients: at most %d per message", max))
+		}
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	t, err := s.s.cfg.Deliverer.Resolve(ctx, to)
@@ -157,38 +234,48 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		s.log.Warn("resolve recipient", "rcpt", to, "err", err)
 		return errTemp
 	}
+	if s.account != nil {
+		if !s.s.sendLimits.reserveRecipient(s.account.Address) {
+			result = "user_limit"
+			s.s.logLimited(s.log, &s.s.sendLog, slog.LevelWarn, "submission refused: daily recipient limit reached", "limit", s.s.sendLimits.limits().RecipientsPerDay)
+			return reply(450, smtp.EnhancedCode{4, 7, 1}, fmt.Sprintf("Sending limit reached: at most %d recipients per day, try again later", s.s.sendLimits.limits().RecipientsPerDay))
+		}
+		s.heldRcpts++
+	}
 	s.rcpts = append(s.rcpts, t)
 	return nil
 }
 
 func (s *session) Data(r io.Reader) error {
+	return s.fail(s.data(r))
+}
+
+func (s *session) data(r io.Reader) error {
 	start := time.Now()
+	s.conn.Conn().SetReadDeadline(time.Now().Add(s.s.cfg.DataTimeout))
 	head := s.received()
+	if s.account != nil {
+		// Submission: read the header first, to check From and to add
+		// what the client left out (RFC 6409 section 8).
+		br := bufio.NewReaderSize(r, 4096)
+		hdr, err := readHeaderBlock(br, maxSubmittedHeader)
+		if err != nil {
+			return s.spoolError(err)
+		}
+		if err := s.checkHeader(hdr); err != nil {
+			s.result("rejected")
+			return err
+		}
+		head = append(head, s.addedFields(hdr)...)
+		r = io.MultiReader(bytes.NewReader(hdr), br)
+	}
 	max := s.s.cfg.MaxMessageBytes
 	if max > 0 {
 		max += int64(len(head))
 	}
-	s.conn.Conn().SetReadDeadline(time.Now().Add(s.s.cfg.DataTimeout))
 	sp, err := delivery.NewSpool(head, r, max, s.s.cfg.Deliverer.TmpDir())
 	if err != nil {
-		var serr *smtp.SMTPError
-		if errors.As(err, &serr) {
-			s.result("rejected")
-			return serr
-		}
-		if errors.Is(err, delivery.ErrTooLarge) {
-			s.result("rejected")
-			return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too large")
-		}
-		if errors.Is(err, smtp.ErrTooLongLine) {
-			// Permanent: a retry would send the same line again. go-smtp
-			// closes the connection after this reply.
-			s.result("rejected")
-			return reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Line too long (limit %d bytes)", s.s.cfg.MaxLineLength))
-		}
-		s.result("tempfail")
-		s.log.Warn("receive message", "err", err)
-		return errTemp
+		return s.spoolError(err)
 	}
 	defer sp.Close()
 	ctx, cancel := context.WithTimeout(s.s.ctx, s.s.cfg.DataTimeout)
@@ -203,6 +290,7 @@ func (s *session) Data(r io.Reader) error {
 	switch {
 	case err == nil:
 		s.result("accepted")
+		s.heldMessages, s.heldRcpts = 0, 0 // sent: the reservations stay counted
 		s.log.Info("delivered", "from", s.from, "rcpts", addrs, "size", sp.Size(), "delay", time.Since(start).Round(time.Millisecond))
 		return nil
 	case errors.Is(err, delivery.ErrLoop):
@@ -218,6 +306,32 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Error("deliver", "from", s.from, "rcpts", addrs, "err", err)
 		return errTemp
 	}
+}
+
+// spoolError maps an error from reading the message to a reply.
+func (s *session) spoolError(err error) error {
+	var serr *smtp.SMTPError
+	if errors.As(err, &serr) {
+		s.result("rejected")
+		return serr
+	}
+	if errors.Is(err, delivery.ErrTooLarge) {
+		s.result("rejected")
+		return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message too large")
+	}
+	if errors.Is(err, errHeaderTooLarge) {
+		s.result("rejected")
+		return reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Message header too large (limit %d bytes)", maxSubmittedHeader))
+	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		// Permanent: a retry would send the same line again. go-smtp
+		// closes the connection after this reply.
+		s.result("rejected")
+		return reply(552, smtp.EnhancedCode{5, 3, 4}, fmt.Sprintf("Line too long (limit %d bytes)", s.s.cfg.MaxLineLength))
+	}
+	s.result("tempfail")
+	s.log.Warn("receive message", "err", err)
+	return errTemp
 }
 
 func (s *session) result(r string) {
@@ -272,7 +386,7 @@ type submissionSession struct{ *session }
 func (s *submissionSession) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
 
 func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
-	check := func(username, password string) error {
+	verify := func(username, password string) error {
 		ctx, cancel := s.ctx()
 		defer cancel()
 		acc, err := s.s.cfg.Auth.Authenticate(ctx, username, password, s.remote)
@@ -287,11 +401,12 @@ func (s *submissionSession) Auth(mech string) (sasl.Server, error) {
 		s.log.Info("authenticated", "mechanism", mech)
 		return nil
 	}
+	check := func(username, password string) error { return s.fail(verify(username, password)) }
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, password string) error {
 			if identity != "" && identity != username {
-				return smtp.ErrAuthFailed
+				return s.fail(smtp.ErrAuthFailed)
 			}
 			return check(username, password)
 		}), nil

@@ -394,6 +394,15 @@ func (r *Reader) command() *Command {
 	case "SEARCH":
 		r.sp()
 		cmd.Args = r.searchArgs()
+	case "SORT":
+		r.sp()
+		cmd.Args = r.sortArgs()
+	case "THREAD":
+		r.sp()
+		cmd.Args = r.threadArgs()
+	case "COMPRESS":
+		r.sp()
+		cmd.Args = &CompressArgs{Mechanism: r.upperAtom()}
 	case "GETQUOTA":
 		r.sp()
 		cmd.Args = &QuotaArgs{Root: r.astring()}

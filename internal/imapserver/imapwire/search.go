@@ -45,16 +45,21 @@ func (r *Reader) searchArgs() *SearchArgs {
 		a.Charset = upperASCII(r.astring())
 		r.sp()
 	}
+	a.Key = r.searchKeys()
+	return a
+}
+
+// searchKeys reads the space-separated search keys that end SEARCH, SORT
+// and THREAD, as one key (an implicit AND when there are several).
+func (r *Reader) searchKeys() *SearchKey {
 	keys := []*SearchKey{r.searchKey()}
 	for r.take(' ') {
 		keys = append(keys, r.searchKey())
 	}
 	if len(keys) == 1 {
-		a.Key = keys[0]
-	} else {
-		a.Key = &SearchKey{Op: "AND", Keys: keys}
+		return keys[0]
 	}
-	return a
+	return &SearchKey{Op: "AND", Keys: keys}
 }
 
 func (r *Reader) searchKey() *SearchKey {
