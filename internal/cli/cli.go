@@ -52,6 +52,7 @@ type rootCmd struct {
 	Account accountCmd `cmd:"" help:"Manage accounts."`
 	Alias   aliasCmd   `cmd:"" help:"Manage aliases, catch-alls and generated aliases."`
 	Message messageCmd `cmd:"" help:"Inspect stored messages."`
+	Sieve   sieveCmd   `cmd:"" help:"Manage sieve filter scripts (per account and global)."`
 	Queue   queueCmd   `cmd:"" help:"Inspect and manage the outbound queue."`
 	DKIM    dkimCmd    `cmd:"" name:"dkim" help:"Manage DKIM signing keys."`
 	DNS     dnsCmd     `cmd:"" name:"dns" help:"DNS records for mail domains."`

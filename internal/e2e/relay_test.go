@@ -36,10 +36,10 @@ func TestOpenRelay(t *testing.T) {
 		{false, foreign, "someone@EXAMPLE.test.foreign.example", "250", "554 5.7.1"},
 		{false, foreign, "bob%foreign.example@example.test", "250", "550 5.1.1"}, // no % hack
 		// Logged in as alice on submission: own addresses only; foreign
-		// recipients have no outbound queue yet (554 5.3.3).
+		// recipients go to the outbound queue.
 		{true, own, local, "250", "250"},
 		{true, ownAlias, local, "250", "250"},
-		{true, own, foreign, "250", "554 5.3.3"},
+		{true, own, foreign, "250", "250"},
 		{true, local, local, "553 5.7.1", ""}, // bob's address
 		{true, foreign, local, "553 5.7.1", ""},
 		{true, foreign, foreign, "553 5.7.1", ""},

@@ -81,7 +81,7 @@ func TestBig(t *testing.T) {
 	cfg := BigConfig{
 		Dialer: Dialer{Addr: addr, TLS: TLSNone, IOTimeout: 30 * time.Second},
 		User:   "user0@example.test", Pass: testPass,
-		Messages: 150, Batch: 40, Repeat: 2, PID: os.Getpid(),
+		Messages: 110, Batch: 40, Repeat: 2, PID: os.Getpid(),
 		Corpus: Corpus{Seed: 7, To: "user0@example.test"},
 	}
 	res, err := Big(context.Background(), cfg)
@@ -89,16 +89,16 @@ func TestBig(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log(res)
-	if res.Messages != 150 || res.Appended != 150 {
-		t.Errorf("messages %d, appended %d, want 150", res.Messages, res.Appended)
+	if res.Messages != 110 || res.Appended != 110 {
+		t.Errorf("messages %d, appended %d, want 110", res.Messages, res.Appended)
 	}
 	var firstHundred int64
 	for i := range 100 {
 		firstHundred += int64(len(cfg.Corpus.Message(i).Data))
 	}
 	want := map[string][2]int64{ // op → count, bytes
-		"SELECT":                     {150, 0},
-		"UID FETCH 1:* (FLAGS)":      {150, 0},
+		"SELECT":                     {110, 0},
+		"UID FETCH 1:* (FLAGS)":      {110, 0},
 		"UID SEARCH UNSEEN":          {int64(res.WantUnseen), 0},
 		"SEARCH TEXT " + DefaultWord: {int64(res.WantWord), 0},
 		"FETCH 1:100 BODY.PEEK[]":    {100, firstHundred},
@@ -113,7 +113,7 @@ func TestBig(t *testing.T) {
 		}
 	}
 	if res.WantWord == 0 || res.WantUnseen == 0 {
-		t.Errorf("corpus of 150 has %d unseen and %d with the word: too few to test", res.WantUnseen, res.WantWord)
+		t.Errorf("corpus of 110 has %d unseen and %d with the word: too few to test", res.WantUnseen, res.WantWord)
 	}
 	if res.MemAfter.Procs < 1 || res.MemAfter.RSS <= 0 || res.MemError != "" {
 		t.Errorf("memory of this process: %+v %q", res.MemAfter, res.MemError)
@@ -122,7 +122,7 @@ func TestBig(t *testing.T) {
 	// A second run finds the mailbox full and appends nothing.
 	cfg.Repeat = 1
 	res, err = Big(context.Background(), cfg)
-	if err != nil || res.Appended != 0 || res.Messages != 150 {
+	if err != nil || res.Appended != 0 || res.Messages != 110 {
 		t.Errorf("second run: appended %d, messages %d, err %v", res.Appended, res.Messages, err)
 	}
 }
@@ -134,7 +134,7 @@ func TestMixed(t *testing.T) {
 	res, err := Mixed(context.Background(), MixedConfig{
 		Dialer:   d,
 		Accounts: Accounts{Format: "user%d@example.test", Pass: testPass},
-		Clients:  2, Messages: 30, Duration: time.Second, Seed: 3,
+		Clients:  2, Messages: 20, Duration: 500 * time.Millisecond, Seed: 3,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -154,8 +154,8 @@ func TestMixed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, err := mailboxSize(c, "INBOX"); err != nil || n != 30 {
-			t.Errorf("user%d INBOX holds %d messages (%v), want 30", i, n, err)
+		if n, err := mailboxSize(c, "INBOX"); err != nil || n != 20 {
+			t.Errorf("user%d INBOX holds %d messages (%v), want 20", i, n, err)
 		}
 		c.Logout()
 	}
@@ -167,12 +167,12 @@ func TestIdleSessions(t *testing.T) {
 	res, err := Idle(context.Background(), IdleConfig{
 		Dialer:      Dialer{Addr: addr, TLS: TLSNone, IOTimeout: 30 * time.Second},
 		Accounts:    Accounts{Format: "user%d@example.test", Pass: testPass},
-		NumAccounts: 2, Sessions: 6, Settle: 10 * time.Millisecond, PID: os.Getpid(),
+		NumAccounts: 2, Sessions: 4, Settle: 10 * time.Millisecond, PID: os.Getpid(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Sessions != 6 || res.UnexpectedDisconnects != 0 || res.MemIdle.Procs < 1 {
+	if res.Sessions != 4 || res.UnexpectedDisconnects != 0 || res.MemIdle.Procs < 1 {
 		t.Errorf("result %+v", res)
 	}
 }

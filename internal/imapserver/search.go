@@ -83,8 +83,23 @@ type searcher struct {
 	err    error
 }
 
-func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
+// resetSavedOnError empties the SEARCHRES result when a command that was
+// to SAVE fails (RFC 5182 2.1: the variable never keeps a stale value
+// after a failed SEARCH RETURN (SAVE)).
+func (s *session) resetSavedOnError(ret []string, err *error) {
+	if *err == nil || s.view == nil {
+		return
+	}
+	for _, r := range ret {
+		if r == "SAVE" {
+			s.view.saved = nil
+		}
+	}
+}
+
+func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) (err error) {
 	a := cmd.Args.(*imapwire.SearchArgs)
+	defer s.resetSavedOnError(a.Return, &err)
 	if a.Charset != "" && a.Charset != "UTF-8" && a.Charset != "US-ASCII" {
 		return no("BADCHARSET ("+searchCharsets+")", "Unsupported charset")
 	}
@@ -106,9 +121,6 @@ func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) error {
 	}
 	hits, err := s.search(ctx, a.Key)
 	if err != nil {
-		if ret.save {
-			s.view.saved = nil
-		}
 		return err
 	}
 	// hits are in ascending sequence (and UID) order.

@@ -403,8 +403,9 @@ func checkSortCharset(s *session, charset string) error {
 	return nil
 }
 
-func (s *session) cmdSort(ctx context.Context, cmd *imapwire.Command) error {
+func (s *session) cmdSort(ctx context.Context, cmd *imapwire.Command) (err error) {
 	a := cmd.Args.(*imapwire.SortArgs)
+	defer s.resetSavedOnError(a.Return, &err)
 	if err := checkSortCharset(s, a.Charset); err != nil {
 		return err
 	}
@@ -418,16 +419,10 @@ func (s *session) cmdSort(ctx context.Context, cmd *imapwire.Command) error {
 	}
 	hits, err := s.search(ctx, a.Key)
 	if err != nil {
-		if ret.save {
-			s.view.saved = nil
-		}
 		return err
 	}
 	msgs, err := s.sortLoad(ctx, hits, needsEnvelope(a.Criteria), false)
 	if err != nil {
-		if ret.save {
-			s.view.saved = nil
-		}
 		return err
 	}
 	sort.SliceStable(msgs, func(i, j int) bool { return compareSort(msgs[i], msgs[j], a.Criteria) < 0 })

@@ -38,6 +38,7 @@ func (o *Ops) Register(r *control.Registry) {
 	control.Register(r, "account.del", o.AccountDel)
 	control.Register(r, "account.quota", o.AccountQuota)
 	o.registerAliases(r)
+	o.registerSieve(r)
 	control.Register(r, "message.list", o.MessageList)
 	control.Register(r, "message.cat", o.MessageCat)
 }

@@ -136,8 +136,7 @@ func (s *session) serve() {
 				s.bye("", "Server shutting down")
 				return
 			case errors.As(err, &pe) && !pe.fatal:
-				s.respond("NO", "", pe.msg)
-				if s.bad() {
+				if s.bad(pe.msg) {
 					return
 				}
 			case errors.As(err, &pe):
@@ -169,14 +168,15 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
-// bad counts a bad command; it returns true (after BYE) when there were
-// too many.
-func (s *session) bad() bool {
+// bad answers NO for a bad command, or BYE when there were too many; it
+// returns true when the session ends.
+func (s *session) bad(text string) bool {
 	s.badCommands++
 	if s.badCommands > maxBadCommands {
 		s.bye("", "Too many bad commands")
 		return true
 	}
+	s.respond("NO", "", text)
 	return false
 }
 
@@ -251,8 +251,7 @@ func strArgs(toks []token, min, max int) ([]string, error) {
 
 func (s *session) command(toks []token) {
 	if toks[0].kind != kAtom {
-		s.respond("NO", "", "Command name expected")
-		s.bad()
+		s.bad("Command name expected")
 		return
 	}
 	name := strings.ToUpper(toks[0].s)
@@ -293,13 +292,11 @@ func (s *session) command(toks []token) {
 	switch name {
 	case "HAVESPACE", "PUTSCRIPT", "LISTSCRIPTS", "SETACTIVE", "GETSCRIPT", "DELETESCRIPT", "RENAMESCRIPT", "CHECKSCRIPT", "UNAUTHENTICATE":
 	default:
-		s.respond("NO", "", "Unknown command "+toks[0].s)
-		s.bad()
+		s.bad("Unknown command " + toks[0].s)
 		return
 	}
 	if s.acct == nil {
-		s.respond("NO", "", "Authenticate first")
-		s.bad()
+		s.bad("Authenticate first")
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
@@ -364,8 +361,7 @@ func (s *session) fail(err error) {
 			return
 		}
 		if isArgError(err) {
-			s.respond("NO", "", err.Error())
-			s.bad()
+			s.bad(err.Error())
 			return
 		}
 		s.log.Error("managesieve command failed", "err", err)

@@ -31,7 +31,9 @@ import (
 	"github.com/mailstead/mailstead/internal/config"
 	"github.com/mailstead/mailstead/internal/control"
 	"github.com/mailstead/mailstead/internal/delivery"
+	"github.com/mailstead/mailstead/internal/dnsresolver"
 	"github.com/mailstead/mailstead/internal/imapserver"
+	"github.com/mailstead/mailstead/internal/mailauth"
 	"github.com/mailstead/mailstead/internal/manage"
 	"github.com/mailstead/mailstead/internal/smtpserver"
 	"github.com/mailstead/mailstead/internal/store/sqlitestore"
@@ -52,6 +54,8 @@ type Options struct {
 	Logger *slog.Logger
 	// LogLevel is adjusted on reload.
 	LogLevel *slog.LevelVar
+	// Resolver replaces the system DNS resolver (tests).
+	Resolver dnsresolver.Resolver
 }
 
 // Ready is the ready file's content.
@@ -112,6 +116,15 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		go certs.WatchFiles(wctx, 30*time.Second)
 	}
 
+	// One resolver for every DNS consumer (SPF/DKIM/DMARC, MX lookups).
+	var resolver dnsresolver.Resolver = dnsresolver.System{}
+	if opts.Resolver != nil {
+		resolver = opts.Resolver
+	}
+	var exempt []netip.Prefix
+	for _, c := range cfg.Limits.ExemptNetworks {
+		exempt = append(exempt, c.Prefix)
+	}
 	tmp := filepath.Join(cfg.DataDir, "tmp")
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return fmt.Errorf("create tmp directory: %w", err)
@@ -128,6 +141,14 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		TmpDir:              tmp,
 		Logger:              log.With("component", "delivery"),
 		Registerer:          reg,
+		// SPF, DKIM and DMARC for mail from the internet; forged verdict
+		// headers are stripped from all mail.
+		Resolver:    resolver,
+		AuthServID:  cfg.Hostname,
+		StripFields: mailauth.DefaultStripFields,
+		// Like Postfix's mynetworks: local applications are not checked
+		// as if they were the internet.
+		TrustedNetworks: exempt,
 	})
 	smtpMetrics := smtpserver.NewMetrics(reg)
 
@@ -139,6 +160,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		return err
 	}
 	defer stopOutbound()
+	var submitter smtpserver.Submitter
+	if outbound != nil && outbound.Submitter != nil {
+		submitter = outbound.Submitter
+	}
 	// One sending limiter for all submission listeners: a user may use
 	// 587 and 465 alike.
 	sendLimits := smtpserver.NewSendLimiter(smtpserver.SendLimits{
@@ -146,11 +171,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		RecipientsPerMessage: cfg.Limits.UserRecipientsPerMessage,
 		RecipientsPerDay:     cfg.Limits.UserRecipientsPerDay,
 	})
-	var exempt []netip.Prefix
-	for _, c := range cfg.Limits.ExemptNetworks {
-		exempt = append(exempt, c.Prefix)
-	}
-
 	var listeners []*listener
 	closeAll := func() {
 		for _, l := range listeners {
@@ -209,7 +229,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				MaxConnsPerNet: cfg.Limits.MaxConnectionsPerNetwork, ConnRatePerMinute: cfg.Limits.ConnectionRatePerIP,
 				PregreetWait: cfg.Limits.PregreetWait.D(), MaxMessagesPerConn: cfg.Limits.MaxMessagesPerConnection,
 				MaxErrors: cfg.Limits.MaxErrorsPerSession, Exempt: exempt, SendLimits: sendLimits,
-				Logger: llog, Metrics: smtpMetrics,
+				Logger: llog, Metrics: smtpMetrics, Submitter: submitter,
 			})
 			if err != nil {
 				closeAll()

@@ -2,6 +2,7 @@ package sieve
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 )
@@ -252,7 +253,32 @@ if exists "X-Sieve-Filtered" { fileinto "wrong"; }`)
 		t.Errorf("edits %+v", res.HeaderEdits)
 	}
 
+	if _, ok := res.AddedPrefix(); ok {
+		t.Error("AddedPrefix ok despite deleteheader")
+	}
+	// The edited header replaces the original in a new blob.
+	m := MessageFromBytes(crlfMsg(msg))
+	blob := m.WithHeader(res.Header)
+	buf := make([]byte, blob.Size())
+	if n, err := blob.ReadAt(buf, 0); n != len(buf) || err != nil && err != io.EOF {
+		t.Fatalf("read %d %v", n, err)
+	}
+	if string(buf) != wantHdr+"body\r\n" {
+		t.Errorf("blob %q", buf)
+	}
+	tail := make([]byte, 8)
+	if n, _ := blob.ReadAt(tail, int64(len(wantHdr))-2); string(tail[:n]) != "\r\nbody\r\n" {
+		t.Errorf("tail %q", tail[:n])
+	}
+	s2, _ := Parse(`require "editheader"; addheader "X-A" "1"; addheader "X-B" "2";`)
+	res2, _ := Run(context.Background(), s2, MessageFromBytes(crlfMsg(msg)), testEnv, testOpts())
+	if p, ok := res2.AddedPrefix(); !ok || string(p) != "X-B: 2\r\nX-A: 1\r\n" || !strings.HasPrefix(string(res2.Header), string(p)+"Received:") {
+		t.Errorf("AddedPrefix %q %v", p, ok)
+	}
+
 	runCases(t, []runCase{
+		{name: "value too long", script: `require ["editheader", "variables"]; set "a" "0123456789"; set "a" "${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}"; set "a" "${a}${a}${a}${a}${a}${a}${a}${a}${a}${a}";
+addheader "X" "${a}${a}${a}${a}${a}${a}${a}${a}${a}";`, wantErr: "longer than"},
 		{name: "redirect once", script: `require ["editheader"];
 if not header :contains "X-Sieve-Filtered" ["<kim@job.example.com>", "<kim@home.example.com>"] {
     addheader "X-Sieve-Filtered" "<kim@job.example.com>";

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mailstead/mailstead/internal/message"
+	"github.com/mailstead/mailstead/internal/store"
 )
 
 // Bounds of what body tests read.
@@ -27,8 +28,9 @@ const (
 type Message struct {
 	r         io.ReaderAt
 	size      int64
+	prefix    int64  // length of a per-recipient header prefix (in header, not in r)
 	header    []byte // header block, with the blank line ending it if any
-	bodyStart int64
+	bodyStart int64  // in r
 	part      *message.Part
 }
 
@@ -57,6 +59,23 @@ func NewMessage(r io.ReaderAt, size int64, part *message.Part) (*Message, error)
 	}
 	m.header = h
 	m.bodyStart = end
+	return m, nil
+}
+
+// NewMessagePrefixed is NewMessage for a stored message: prefix is the
+// per-recipient header block the store keeps apart from the shared blob
+// (store.Recipient.Prefix: Return-Path, Delivered-To, ...), r and part
+// the blob and its parsed structure. Header tests see the prefix fields
+// first, size tests the whole size.
+func NewMessagePrefixed(prefix []byte, r io.ReaderAt, size int64, part *message.Part) (*Message, error) {
+	m, err := NewMessage(r, size, part)
+	if err != nil {
+		return nil, err
+	}
+	if len(prefix) > 0 {
+		m.header = append(append([]byte(nil), prefix...), m.header...)
+		m.prefix = int64(len(prefix))
+	}
 	return m, nil
 }
 
@@ -96,11 +115,42 @@ func headerEnd(b []byte) int64 {
 	return int64(len(b))
 }
 
+// WithHeader returns the message with its header block replaced by h
+// (Result.Header after editheader), for Store.Deliver as a new blob. h
+// includes the prefix fields if the message was made with
+// NewMessagePrefixed, so the blob is then stored with an empty prefix.
+func (m *Message) WithHeader(h []byte) store.Blob {
+	return &joined{head: h, body: io.NewSectionReader(m.r, m.bodyStart, max(m.size-m.bodyStart, 0))}
+}
+
+// joined is a header followed by a body, as a store.Blob.
+type joined struct {
+	head []byte
+	body *io.SectionReader
+}
+
+func (j *joined) Size() int64 { return int64(len(j.head)) + j.body.Size() }
+
+func (j *joined) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("sieve: negative offset")
+	}
+	n := 0
+	if off < int64(len(j.head)) {
+		n = copy(p, j.head[off:])
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	m, err := j.body.ReadAt(p[n:], max(off-int64(len(j.head)), 0))
+	return n + m, err
+}
+
 // Header returns the message's header block as read.
 func (m *Message) Header() []byte { return m.header }
 
-// Size returns the message's size in bytes.
-func (m *Message) Size() int64 { return m.size }
+// Size returns the message's size in bytes, prefix included.
+func (m *Message) Size() int64 { return m.prefix + m.size }
 
 func (m *Message) structure() (*message.Part, error) {
 	if m.part == nil {

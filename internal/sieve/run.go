@@ -159,6 +159,27 @@ type Result struct {
 	HeaderEdits  []HeaderEdit
 }
 
+// AddedPrefix returns the header fields the script added, when all its
+// header edits were plain addheader actions (no :last, no deleteheader):
+// they can then be stored as a per-recipient prefix
+// (store.Recipient.Prefix, before any other prefix fields) instead of
+// rewriting the message. ok is false when the header must be replaced as
+// a whole (Message.WithHeader).
+func (r Result) AddedPrefix() (prefix []byte, ok bool) {
+	if r.Header == nil {
+		return nil, true
+	}
+	var out []byte
+	for i := len(r.HeaderEdits) - 1; i >= 0; i-- {
+		e := r.HeaderEdits[i]
+		if e.Delete || e.Last {
+			return nil, false
+		}
+		out = append(out, formatField(e.Name, e.Value, "\r\n")...)
+	}
+	return out, true
+}
+
 // implicitKeepResult is the result after a runtime error: deliver to
 // INBOX, nothing else, so no mail is lost.
 func implicitKeepResult() Result {
@@ -656,9 +677,9 @@ func (in *interp) test(n *node) (bool, error) {
 		return true, nil
 	case "size":
 		if a := n.tags["over"]; a != nil {
-			return in.msg.size > a.num, nil
+			return in.msg.Size() > a.num, nil
 		}
-		return in.msg.size < n.tags["under"].num, nil
+		return in.msg.Size() < n.tags["under"].num, nil
 	case "header":
 		var values []string
 		for _, name := range in.list(&n.args[0]) {
@@ -968,6 +989,9 @@ func (in *interp) environment(name string) (string, bool) {
 	return "", false
 }
 
+// maxHeaderValue bounds an addheader value.
+const maxHeaderValue = 8 << 10
+
 // Vendor environment items carrying the inbound authentication verdicts.
 const (
 	EnvSPF         = "vnd.mailstead.spf"
@@ -986,6 +1010,9 @@ func (in *interp) addHeader(n *node) error {
 	value := in.str(&n.args[1])
 	if !validFieldName(name) {
 		return errorf(n.pos, "addheader: invalid header field name %q", name)
+	}
+	if len(value) > maxHeaderValue {
+		return errorf(n.pos, "addheader: value longer than %d bytes", maxHeaderValue)
 	}
 	if protectedField(name) {
 		return nil

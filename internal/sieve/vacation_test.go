@@ -18,7 +18,7 @@ func TestSuppressReason(t *testing.T) {
 	base := "From: bob@example.org\nTo: Alice <alice@example.com>\nSubject: hi\n\n"
 	for _, c := range []struct {
 		name, hdr, from, to string
-		want              string // "" or a substring of the reason
+		want                string // "" or a substring of the reason
 	}{
 		{"ok", base, "bob@example.org", "alice@example.com", ""},
 		{"cc", "From: b@example.org\nCc: x@y.example, ALICE@example.com\n\n", "b@example.org", "alice@example.com", ""},
@@ -229,6 +229,13 @@ func TestNewMessage(t *testing.T) {
 		if len(texts) != 1 || texts[0] != "body\r\n\r\nmore\r\n" {
 			t.Errorf("raw %q", texts)
 		}
+	}
+	pm, err := NewMessagePrefixed([]byte("Delivered-To: joe@example.org\r\n"), bytes.NewReader(raw), int64(len(raw)), p)
+	if err != nil || string(pm.Header()) != "Delivered-To: joe@example.org\r\nSubject: a\r\nX: b\r\n\r\n" || pm.Size() != int64(len(raw))+31 {
+		t.Errorf("prefixed: %q %d %v", pm.Header(), pm.Size(), err)
+	}
+	if texts, _ := pm.bodyTexts("text", nil); len(texts) != 1 || texts[0] != "body\r\n\r\nmore\r\n" {
+		t.Errorf("prefixed body %q", texts)
 	}
 	for _, c := range []struct{ in, hdr string }{
 		{"", ""},

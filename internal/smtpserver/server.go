@@ -42,6 +42,12 @@ type Deliverer interface {
 	TmpDir() string
 }
 
+// Submitter queues mail for remote recipients (package delivery), with
+// the local recipients of the same message in one transaction.
+type Submitter interface {
+	Submit(ctx context.Context, env delivery.Envelope, remote []delivery.RemoteRecipient, dsn delivery.DSNOptions, sp *delivery.Spool) ([]store.Delivered, error)
+}
+
 // Authenticator checks credentials (package account); it applies the
 // failed-auth delay itself.
 type Authenticator interface {
@@ -55,6 +61,9 @@ type Config struct {
 	Hostname  string
 	Deliverer Deliverer
 	Auth      Authenticator // required for RoleSubmission
+	// Submitter queues authenticated users' mail for remote recipients;
+	// nil refuses such recipients (554 5.3.3).
+	Submitter Submitter
 	TLSConfig *tls.Config   // nil: no STARTTLS
 	// ImplicitTLS wraps every connection in TLS before the greeting (465).
 	ImplicitTLS       bool
@@ -199,7 +208,10 @@ func New(cfg Config) (*Server, error) {
 	in.ReadTimeout = cfg.CommandTimeout
 	in.WriteTimeout = cfg.CommandTimeout
 	in.EnableSMTPUTF8 = true
-	in.EnableDSN = false // until the outbound queue can honour DSN requests
+	// DSN parameters matter for mail we relay: submission with a queue.
+	// (Local delivery sends no success notices, so the MX role does not
+	// offer DSN.)
+	in.EnableDSN = cfg.Role == RoleSubmission && cfg.Submitter != nil
 	in.AllowInsecureAuth = cfg.AllowInsecureAuth
 	if cfg.TLSConfig != nil && !cfg.ImplicitTLS {
 		in.TLSConfig = cfg.TLSConfig

@@ -72,6 +72,10 @@ type session struct {
 	fromSet bool
 	utf8    bool
 	rcpts   []delivery.Target
+	// remote are recipients outside our domains (authenticated users
+	// only), queued through the Submitter with the DSN parameters.
+	remoteRcpts []delivery.RemoteRecipient
+	dsn         delivery.DSNOptions
 
 	// Per-user sending limit reservations of this transaction, given back
 	// unless the message is accepted.
@@ -99,6 +103,7 @@ func (s *session) ctx() (context.Context, context.CancelFunc) {
 func (s *session) Reset() {
 	s.release()
 	s.from, s.fromSet, s.utf8, s.rcpts = "", false, false, nil
+	s.remoteRcpts, s.dsn = nil, delivery.DSNOptions{}
 }
 
 func (s *session) Logout() error {
@@ -178,6 +183,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.from, s.fromSet = from, true
 	s.utf8 = opts != nil && opts.UTF8
+	if opts != nil {
+		s.dsn = delivery.DSNOptions{Ret: string(opts.Return), EnvID: opts.EnvelopeID}
+	}
 	return nil
 }
 
@@ -210,13 +218,31 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	t, err := s.s.cfg.Deliverer.Resolve(ctx, to)
 	result := "accepted"
 	defer func() { s.s.cfg.Metrics.rcpts.WithLabelValues(s.s.cfg.Name, result).Inc() }()
+	var remote *delivery.RemoteRecipient
 	switch {
 	case err == nil:
-	case errors.Is(err, delivery.ErrNotLocal):
-		result = "relay_denied"
-		if s.account != nil {
+	case errors.Is(err, delivery.ErrNotLocal) && s.account != nil:
+		if s.s.cfg.Submitter == nil {
+			result = "relay_denied"
 			return errNoOutbound
 		}
+		a, perr := address.Parse(to)
+		if perr != nil {
+			result = "bad_syntax"
+			return reply(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax")
+		}
+		remote = &delivery.RemoteRecipient{Address: a.String()}
+		if opts != nil {
+			for _, n := range opts.Notify {
+				remote.Notify = append(remote.Notify, string(n))
+			}
+			if opts.OriginalRecipient != "" {
+				remote.ORCPT = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+			}
+		}
+		result = "remote"
+	case errors.Is(err, delivery.ErrNotLocal):
+		result = "relay_denied"
 		s.log.Info("relay denied", "from", s.from, "rcpt", to)
 		return errRelay
 	case errors.Is(err, delivery.ErrUnknownRecipient):
@@ -241,6 +267,10 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 			return reply(450, smtp.EnhancedCode{4, 7, 1}, fmt.Sprintf("Sending limit reached: at most %d recipients per day, try again later", s.s.sendLimits.limits().RecipientsPerDay))
 		}
 		s.heldRcpts++
+	}
+	if remote != nil {
+		s.remoteRcpts = append(s.remoteRcpts, *remote)
+		return nil
 	}
 	s.rcpts = append(s.rcpts, t)
 	return nil
@@ -284,9 +314,16 @@ func (s *session) data(r io.Reader) error {
 	for _, t := range s.rcpts {
 		addrs = append(addrs, t.Address.String())
 	}
+	for _, r := range s.remoteRcpts {
+		addrs = append(addrs, r.Address)
+	}
 	_, tlsOn := s.conn.TLSConnectionState()
 	env := delivery.Envelope{From: s.from, Recipients: s.rcpts, RemoteIP: s.remote, Helo: s.conn.Hostname(), TLS: tlsOn, Account: s.account}
-	_, err = s.s.cfg.Deliverer.Deliver(ctx, env, sp)
+	if len(s.remoteRcpts) > 0 {
+		_, err = s.s.cfg.Submitter.Submit(ctx, env, s.remoteRcpts, s.dsn, sp)
+	} else {
+		_, err = s.s.cfg.Deliverer.Deliver(ctx, env, sp)
+	}
 	switch {
 	case err == nil:
 		s.result("accepted")
@@ -301,6 +338,16 @@ func (s *session) data(r io.Reader) error {
 		s.result("rejected")
 		s.log.Info("rejected: over quota", "from", s.from, "rcpts", addrs)
 		return reply(552, smtp.EnhancedCode{5, 2, 2}, "Mailbox full")
+	case errors.Is(err, delivery.ErrDMARCReject):
+		s.result("rejected")
+		return reply(550, smtp.EnhancedCode{5, 7, 1}, "Message rejected: the sender domain's DMARC policy says to reject it (see Authentication-Results)")
+	case errors.Is(err, delivery.ErrHeaderTooLarge):
+		s.result("rejected")
+		return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message header too large")
+	case errors.Is(err, delivery.ErrTemporary):
+		s.result("tempfail")
+		s.log.Info("deferred: sender authentication could not be checked", "from", s.from, "err", err)
+		return reply(451, smtp.EnhancedCode{4, 7, 0}, "Temporary DNS failure checking the sender, try again later")
 	default:
 		s.result("tempfail")
 		s.log.Error("deliver", "from", s.from, "rcpts", addrs, "err", err)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mailstead/mailstead/internal/dnsresolver"
 )
@@ -321,7 +322,9 @@ func (c *Checker) queryList(ctx context.Context, l *list, ip netip.Addr, r ListR
 		// resolver, or over its free limit): say so, loudly, since the
 		// list silently stopped working.
 		r.Status, r.Reason = Unknown, "list returned error code "+r.Codes[0].String()
-		c.log.Warn("DNS list answered with an error code; is it queried through a public resolver?", "zone", l.Zone, "code", r.Codes[0])
+		if c.warnOnce("errcode|"+l.Zone, time.Hour) {
+			c.log.Warn("DNS list answered with an error code; is it queried through a public resolver?", "zone", l.Zone, "code", r.Codes[0])
+		}
 		return r
 	default:
 		// Answers outside the codes (e.g. a resolver that rewrites
@@ -364,4 +367,24 @@ func sanitizeText(s string, max int) string {
 		}
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// warnOnce reports whether a warning with key should be logged now: at
+// most once per interval, so a misconfigured list does not log a line
+// per connection.
+func (c *Checker) warnOnce(key string, interval time.Duration) bool {
+	c.warnMu.Lock()
+	defer c.warnMu.Unlock()
+	now := c.now()
+	if last, ok := c.warned[key]; ok && now.Sub(last) < interval {
+		return false
+	}
+	if c.warned == nil {
+		c.warned = map[string]time.Time{}
+	}
+	if len(c.warned) > maxLists*4 {
+		clear(c.warned)
+	}
+	c.warned[key] = now
+	return true
 }

@@ -5,10 +5,13 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mailstead/mailstead/internal/dnsresolver"
 )
 
 func TestQueryName(t *testing.T) {
@@ -238,4 +241,36 @@ func TestListMetricsAndReject(t *testing.T) {
 	if got := metricValue(t, reg, "mailstead_spam_connections_total", "result", "reject"); got != 2 {
 		t.Errorf("connection reject metric after second checker = %g", got)
 	}
+}
+
+// TestConnectionBounded: however slow DNS is, CheckConnection returns
+// within its timeout, with unknown results rather than verdicts.
+func TestConnectionBounded(t *testing.T) {
+	zone := newZone(t)
+	zone.Fail("192.0.2.66", dnsresolver.FailHang) // PTR
+	zone.Fail("slowhelo.example.org", dnsresolver.FailHang)
+	cfg := DefaultConfig()
+	cfg.DNSBL, cfg.DNSWL = testLists()
+	cfg.DNSTimeout = 200 * time.Millisecond
+	c := newChecker(t, cfg, zone)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			v := c.CheckConnection(bg, netip.MustParseAddr("192.0.2.66"), "slowhelo.example.org")
+			if el := time.Since(start); el > 3*time.Second {
+				t.Errorf("CheckConnection took %s with a 200ms timeout", el)
+			}
+			if v.Iprev.Status != IprevTempError || v.HELO.DNS != "temperror" || v.HELO.Problem != "" {
+				t.Errorf("iprev %s, HELO %+v", v.Iprev.Status, v.HELO)
+			}
+			// bl1 and bl2 answered (or came from the cache), hang did not.
+			if v.Lists[0].Status != Listed || v.Lists[2].Status != Unknown {
+				t.Errorf("lists %+v", v.Lists)
+			}
+		}()
+	}
+	wg.Wait()
 }

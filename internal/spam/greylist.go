@@ -36,7 +36,8 @@ type GreylistConfig struct {
 	// is not greylisted any more (default 5; negative disables).
 	AutoAllow int
 	// MaxEntries bounds the triplets and clients remembered (default
-	// 200000); the least recently used give way first.
+	// 200000; at least 64, one per shard); the least recently active
+	// give way first.
 	MaxEntries int
 	// SaveInterval is how often the state is written to Path and expired
 	// entries dropped (default 5m).
@@ -470,6 +471,11 @@ func (g *Greylist) load() error {
 	if len(b) > maxGreyFile {
 		return fmt.Errorf("larger than %d bytes", maxGreyFile)
 	}
+	return g.loadBytes(b)
+}
+
+// loadBytes adds the entries of a state file's contents.
+func (g *Greylist) loadBytes(b []byte) error {
 	if len(b) < len(greyMagic)+4 || string(b[:len(greyMagic)]) != greyMagic {
 		return errors.New("not a greylist state file")
 	}

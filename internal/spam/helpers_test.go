@@ -2,6 +2,8 @@ package spam
 
 import (
 	"context"
+	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -126,3 +128,12 @@ func newChecker(t testing.TB, cfg Config, r Resolver) *Checker {
 }
 
 var bg = context.Background()
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The resolvers the server uses satisfy Resolver.
+var (
+	_ Resolver = dnsresolver.System{}
+	_ Resolver = (*dnsresolver.Fake)(nil)
+	_ Resolver = (*net.Resolver)(nil)
+)

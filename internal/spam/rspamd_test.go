@@ -305,6 +305,10 @@ func TestParseRspamdReply(t *testing.T) {
 	if len(r.Symbols) != maxRspamdSymbols || len(r.Symbols[0].Options) != maxSymbolOptions || len(r.Symbols[0].Options[0]) != maxOptionBytes {
 		t.Errorf("bounds: %d symbols, %d options, option %d bytes", len(r.Symbols), len(r.Symbols[0].Options), len(r.Symbols[0].Options[0]))
 	}
+	// Without an actions block Rspamd sends "required_score":null.
+	if r, err := ParseRspamdReply([]byte(`{"action":"no action","score":7.0,"required_score":null}`)); err != nil || r.Score != 7 || r.RequiredScore != 0 {
+		t.Errorf("null required_score: %+v %v", r, err)
+	}
 	if _, err := ParseRspamdReply(make([]byte, maxRspamdReply+1)); err == nil {
 		t.Error("oversized reply accepted")
 	}
@@ -312,5 +316,15 @@ func TestParseRspamdReply(t *testing.T) {
 		if _, err := ParseRspamdReply([]byte(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestRspamdNotAskedForRejectedClient(t *testing.T) {
+	c, f, _ := newRspamdChecker(t, RspamdConfig{})
+	c.dnsbl[0].List.Reject = true
+	f.set(readReply(t, "no_action.json"), 0, 0)
+	v := c.CheckMessage(bg, rspamdInput(t, c))
+	if f.calls() != 0 || v.Action != Reject || v.Reply == nil || v.Reply.Code != 550 {
+		t.Errorf("%d calls, verdict %+v", f.calls(), v)
 	}
 }

@@ -160,6 +160,9 @@ type Checker struct {
 	cache   *ttlCache[cached]
 	rspamd  *rspamdClient
 	metrics *metrics
+
+	warnMu sync.Mutex
+	warned map[string]time.Time // see warnOnce
 }
 
 // cached is a cached DNS-derived result.

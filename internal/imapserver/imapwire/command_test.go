@@ -74,6 +74,21 @@ func TestParseCommands(t *testing.T) {
 		{"i ID NIL\r\n", &Command{Tag: "i", Name: "ID", Args: &IDArgs{}}, 0},
 		{"q GETQUOTAROOT INBOX\r\n", &Command{Tag: "q", Name: "GETQUOTAROOT", Args: &MailboxArgs{"INBOX"}}, 0},
 		{"q SETQUOTA \"\" (STORAGE 512)\r\n", &Command{Tag: "q", Name: "SETQUOTA", Args: &QuotaArgs{Root: "", Resources: [][2]string{{"STORAGE", "512"}}}}, 0},
+		{"s SELECT INBOX (CONDSTORE QRESYNC (67890007 90060115194045000 1:29997 (5000,7500,9000,9990:9999 15000,22500,27000,29970,29973)))\r\n", &Command{Tag: "s", Name: "SELECT", Args: &SelectArgs{Mailbox: "INBOX", CondStore: true, QResync: &QResyncArgs{
+			UIDValidity: 67890007, ModSeq: 90060115194045000, KnownUIDs: &NumSet{Ranges: []NumRange{{1, 29997}}},
+			SeqMatch: &[2]NumSet{{Ranges: []NumRange{{5000, 5000}, {7500, 7500}, {9000, 9000}, {9990, 9999}}}, {Ranges: []NumRange{{15000, 15000}, {22500, 22500}, {27000, 27000}, {29970, 29970}, {29973, 29973}}}}}}}, 0},
+		{"s EXAMINE INBOX (QRESYNC (1 0 (1 2)))\r\n", &Command{Tag: "s", Name: "EXAMINE", Args: &SelectArgs{Mailbox: "INBOX", QResync: &QResyncArgs{
+			UIDValidity: 1, SeqMatch: &[2]NumSet{{Ranges: []NumRange{{1, 1}}}, {Ranges: []NumRange{{2, 2}}}}}}}, 0},
+		{"z COMPRESS deflate\r\n", &Command{Tag: "z", Name: "COMPRESS", Args: &CompressArgs{"DEFLATE"}}, 0},
+		{"o SORT (REVERSE arrival Subject DISPLAYFROM) utf-8 SINCE 1-Feb-1994 UNSEEN\r\n", &Command{Tag: "o", Name: "SORT", Args: &SortArgs{
+			Criteria: []SortCriterion{{"ARRIVAL", true}, {"SUBJECT", false}, {"DISPLAYFROM", false}}, Charset: "UTF-8",
+			Key: &SearchKey{Op: "AND", Keys: []*SearchKey{{Op: "SINCE", Date: time.Date(1994, 2, 1, 0, 0, 0, 0, time.UTC)}, {Op: "UNSEEN"}}}}}, 0},
+		{"o UID SORT RETURN (MIN COUNT) (SIZE) US-ASCII ALL\r\n", &Command{Tag: "o", Name: "SORT", UID: true, Args: &SortArgs{
+			Return: []string{"MIN", "COUNT"}, ReturnGiven: true, Criteria: []SortCriterion{{"SIZE", false}}, Charset: "US-ASCII", Key: &SearchKey{Op: "ALL"}}}, 0},
+		{"h THREAD references UTF-8 SUBJECT {3+}\r\nfoo\r\n", &Command{Tag: "h", Name: "THREAD", Args: &ThreadArgs{
+			Algorithm: "REFERENCES", Charset: "UTF-8", Key: &SearchKey{Op: "SUBJECT", Str: "foo"}}}, 0},
+		{"h UID THREAD ORDEREDSUBJECT \"UTF-8\" 1:*\r\n", &Command{Tag: "h", Name: "THREAD", UID: true, Args: &ThreadArgs{
+			Algorithm: "ORDEREDSUBJECT", Charset: "UTF-8", Key: &SearchKey{Op: "SEQ", Set: NumSet{Ranges: []NumRange{{1, 0}}}}}}, 0},
 	}
 	for _, tc := range tests {
 		cmd, err, conts := parse(t, tc.in)
@@ -136,6 +151,19 @@ func TestParseErrors(t *testing.T) {
 		{"a LOGIN \"abc\r\n", "a", false, false},
 		{"a NOOP extra\r\n", "a", false, false},
 		{"a STORE 1 FLAGS (\\)\r\n", "a", false, false},
+		{"a SORT () UTF-8 ALL\r\n", "a", false, false},
+		{"a SORT (REVERSE) UTF-8 ALL\r\n", "a", false, false},
+		{"a SORT (REVERSE REVERSE DATE) UTF-8 ALL\r\n", "a", false, false},
+		{"a SORT (DATE) ALL\r\n", "a", false, false},
+		{"a SORT (DATE) UTF-8\r\n", "a", false, false},
+		{"a SORT (" + strings.Repeat("DATE ", 30) + "SIZE) UTF-8 ALL\r\n", "a", false, false},
+		{"a SORT RETURN (" + strings.Repeat("MIN ", 30) + "MAX) (DATE) UTF-8 ALL\r\n", "a", false, false},
+		{"a THREAD REFERENCES UTF-8\r\n", "a", false, false},
+		{"a THREAD\r\n", "a", false, false},
+		{"a COMPRESS\r\n", "a", false, false},
+		{"a SELECT INBOX (QRESYNC (0 1))\r\n", "a", false, false},
+		{"a SELECT INBOX (QRESYNC (1 1 1:5 (1:2)))\r\n", "a", false, false},
+		{"a SELECT INBOX (QRESYNC (1 1 1:5 (1:2 3:4) x))\r\n", "a", false, false},
 	}
 	for _, tc := range tests {
 		_, err, conts := parse(t, tc.in)

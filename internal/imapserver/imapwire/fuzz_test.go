@@ -25,6 +25,13 @@ func FuzzReadCommand(f *testing.F) {
 		"a ID (\"name\" NIL)\r\nb NOOP\r\n",
 		"a CREATE x (USE (\\Sent \\Archive))\r\n",
 		"a SETQUOTA \"\" (STORAGE 1)\r\n",
+		"a SORT (REVERSE DATE SUBJECT DISPLAYTO) UTF-8 OR FROM x (TO y CC z)\r\n",
+		"a UID SORT RETURN (MIN MAX ALL COUNT SAVE) (ARRIVAL) US-ASCII $\r\n",
+		"a THREAD REFERENCES UTF-8 SINCE 1-Jan-2000 HEADER References {3+}\r\n<x>\r\n",
+		"a UID THREAD ORDEREDSUBJECT UTF-8 ALL\r\n",
+		"a COMPRESS DEFLATE\r\n",
+		"a EXAMINE x (QRESYNC (67890007 90060115194045000 1:29997 (5000,7500,9990:9999 15000,22500,29970,29973)))\r\n",
+		"a SELECT x (QRESYNC (1 2 (3:4 5:6)) CONDSTORE)\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -53,8 +60,24 @@ func FuzzReadCommand(f *testing.F) {
 			if cmd.Tag == "" || cmd.Name == "" {
 				t.Fatalf("empty tag or name: %+v", cmd)
 			}
-			if a, ok := cmd.Args.(*SearchArgs); ok {
-				s := a.Key.String()
+			var key *SearchKey
+			switch a := cmd.Args.(type) {
+			case *SearchArgs:
+				key = a.Key
+			case *SortArgs:
+				key = a.Key
+				if len(a.Criteria) == 0 || len(a.Criteria) > maxSortCriteria {
+					t.Fatalf("sort criteria: %+v", a.Criteria)
+				}
+			case *ThreadArgs:
+				key = a.Key
+			case *SelectArgs:
+				if q := a.QResync; q != nil && q.UIDValidity == 0 {
+					t.Fatalf("QRESYNC with UIDVALIDITY 0 accepted")
+				}
+			}
+			if key != nil {
+				s := key.String()
 				r2 := NewReader(bufio.NewReader(bytes.NewReader([]byte("t SEARCH " + s + "\r\n"))))
 				cmd2, err := r2.ReadCommand()
 				if err != nil {
