@@ -49,6 +49,7 @@ type Config struct {
 	Store     Store      `toml:"store"`
 	Accounts  Accounts   `toml:"accounts"`
 	Outbound  Outbound   `toml:"outbound"`
+	API       API        `toml:"api"`
 
 	file     string    // config file name; "" for Default()
 	pos      *posIndex // key positions in file; nil for Default()

@@ -72,6 +72,7 @@ func (c *Config) Validate() error {
 	v.checkStore()
 	v.checkAccounts()
 	v.checkOutbound()
+	v.checkAPI()
 	c.warnings = append(append([]string(nil), c.parseWarns...), v.warn...)
 	if len(v.errs) > 0 {
 		sortErrors(v.errs)

@@ -249,6 +249,21 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				return fmt.Errorf("listener %s: %w", lc.Name, err)
 			}
 			l.srv, serve = srv, srv.Serve
+		case config.ProtoHTTP:
+			h, err := apiHandler(cfg, deliv, llog)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+			hs := &http.Server{
+				Handler:           h,
+				ReadHeaderTimeout: 10 * time.Second,
+				ErrorLog:          slog.NewLogLogger(llog.Handler(), slog.LevelDebug),
+			}
+			if implicit {
+				ln = tls.NewListener(ln, tlsCfg)
+			}
+			l.srv, serve = hs, hs.Serve
 		case config.ProtoAdmin:
 			hs := &http.Server{
 				Handler:           adminhttp.Handler(reg, readyChecks),
