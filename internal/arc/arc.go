@@ -282,7 +282,7 @@ func Seal(ctx context.Context, msg io.Reader, opts SealOptions) (*Set, error) {
 }
 
 func checkSealOptions(o *SealOptions) (algo string, err error) {
-	if o.AuthServID == "" || strings.ContainsAny(o.AuthServID, "; \t\r\n\"()") {
+	if o.AuthServID == "" || strings.ContainsAny(o.AuthServID, ";\"()") || strings.IndexFunc(o.AuthServID, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 		return "", fmt.Errorf("arc: invalid authserv-id %q", o.AuthServID)
 	}
 	if !nameRE.MatchString(o.Domain) || len(o.Domain) > 253 {
@@ -339,7 +339,15 @@ func checkSealOptions(o *SealOptions) (algo string, err error) {
 // normalizeResults turns the caller's results into one line without the
 // authserv-id.
 func normalizeResults(s, authServID string) string {
-	s = strings.Join(strings.Fields(s), " ") // unfold, no CR/LF can remain
+	// Control characters become spaces, then folding and runs of white
+	// space collapse: no CR or LF can reach the header.
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
 	if len(s) >= len("authentication-results:") && strings.EqualFold(s[:len("authentication-results:")], "authentication-results:") {
 		s = strings.TrimSpace(s[len("authentication-results:"):])
 	}

@@ -678,6 +678,7 @@ func TestSealOptionsValidation(t *testing.T) {
 		{"no authserv-id", func(o *SealOptions) { o.AuthServID = "" }},
 		{"authserv-id with ;", func(o *SealOptions) { o.AuthServID = "a;b" }},
 		{"authserv-id with CRLF", func(o *SealOptions) { o.AuthServID = "a\r\nX-Evil: 1" }},
+		{"authserv-id with NUL", func(o *SealOptions) { o.AuthServID = "a\x00b" }},
 		{"bad domain", func(o *SealOptions) { o.Domain = "exa mple.com" }},
 		{"bad selector", func(o *SealOptions) { o.Selector = "s;x" }},
 		{"no key", func(o *SealOptions) { o.Key = nil }},
@@ -740,6 +741,7 @@ func TestNormalizeResults(t *testing.T) {
 		{"Authentication-Results: mx.example;\r\n\tspf=pass;\r\n\tdkim=none", "spf=pass; dkim=none"},
 		{"other.example; spf=pass", "other.example; spf=pass"},
 		{"spf=pass\r\nX-Injected: yes", "spf=pass X-Injected: yes"},
+		{"spf=pass\x00\x1b[31m", "spf=pass [31m"},
 	} {
 		if got := normalizeResults(tc.in, "mx.example"); got != tc.want {
 			t.Errorf("normalizeResults(%q) = %q, want %q", tc.in, got, tc.want)

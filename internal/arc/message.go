@@ -40,7 +40,7 @@ func readHeader(br *bufio.Reader) ([]field, error) {
 			return fmt.Errorf("arc: malformed header line %q", truncate(cur))
 		}
 		name := strings.TrimRight(string(cur[:i]), " \t")
-		if name == "" || strings.ContainsAny(name, " \t") {
+		if !validFieldName(name) {
 			return fmt.Errorf("arc: malformed header field name %q", truncate(cur))
 		}
 		raw := append([]byte(nil), cur...)
@@ -108,4 +108,18 @@ func truncate(b []byte) string {
 		return string(b[:40]) + "…"
 	}
 	return string(b)
+}
+
+// validFieldName reports whether s is an RFC 5322 field name: printable
+// US-ASCII except colon.
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 33 || s[i] > 126 {
+			return false
+		}
+	}
+	return true
 }
