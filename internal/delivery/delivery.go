@@ -90,6 +90,9 @@ type Options struct {
 	// Forwarder queues mail for external and HTTP alias targets; nil
 	// makes addresses that forward answer 451 (see ErrForwardUnavailable).
 	Forwarder Forwarder
+	// ReverseSRS decodes SRS addresses we issued (bounces to forwarded
+	// mail go back to the original sender); nil disables.
+	ReverseSRS func(addr string) (string, error)
 
 	// rand is the DMARC pct= sampling source (tests).
 	rand func(n int) int
@@ -199,7 +202,7 @@ func (d *Deliverer) Resolve(ctx context.Context, rcpt string) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
-	res, err := routing.Resolve(storeDir{ctx: ctx, d: d}, addr, routing.Options{SubaddressDelimiters: d.opts.SubaddressDelimiter})
+	res, err := routing.Resolve(storeDir{ctx: ctx, d: d}, addr, routing.Options{SubaddressDelimiters: d.opts.SubaddressDelimiter, ReverseSRS: d.opts.ReverseSRS})
 	for _, w := range res.Warnings {
 		d.opts.Logger.Warn("routing", "rcpt", addr.String(), "warning", w)
 	}
@@ -324,6 +327,14 @@ type Envelope struct {
 	// spares Deliver running the checks again; when nil, Deliver runs
 	// them itself for mail from the internet.
 	Auth *mailauth.Result
+	// SpamHeaders are header fields of the spam check (X-Spam-Score,
+	// X-Spam-Status, X-Spam-Flag; CRLF line ends, folded and sanitised
+	// by package spam), added to every recipient's copy after the
+	// Authentication-Results field.
+	SpamHeaders []byte
+	// SpamJunk delivers every local recipient's copy to the Junk
+	// mailbox with the $Junk keyword, like a DMARC quarantine.
+	SpamJunk bool
 }
 
 // CountReceived counts Received: header fields in a header block.
@@ -349,6 +360,8 @@ func CountReceived(header []byte) int {
 // refuses the message; recipients whose domain would refuse it while
 // others accept get it in Junk (one DATA reply covers all recipients).
 // Role recipients (postmaster@, abuse@) never refuse: they get Junk.
+// The spam verdict comes in the envelope: SpamHeaders are added to each
+// copy and SpamJunk sends every copy to Junk.
 func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]store.Delivered, error) {
 	if n := CountReceived(sp.Header(256 << 10)); n > d.opts.MaxReceived {
 		d.delivered.WithLabelValues("loop").Inc()
@@ -419,12 +432,13 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 				continue
 			}
 			seen[l.Account.ID] = true
+			prefix := append(Prefix(env.From, t.Address.String()), authField...)
 			r := store.Recipient{
 				AccountID:   l.Account.ID,
-				Prefix:      append(Prefix(env.From, t.Address.String()), authField...),
+				Prefix:      append(prefix, env.SpamHeaders...),
 				IgnoreQuota: l.Role,
 			}
-			if actions[i] == ActionJunk || actions[i] == ActionReject {
+			if env.SpamJunk || actions[i] == ActionJunk || actions[i] == ActionReject {
 				r.MailboxName = JunkMailbox
 				r.Keywords = []string{"$Junk"}
 				junk = true

@@ -91,7 +91,15 @@ type Resolution struct {
 type Options struct {
 	// SubaddressDelimiters: each character splits user+tag.
 	SubaddressDelimiters string
+	// ReverseSRS decodes an SRS address we issued back to the original
+	// sender (package srs); nil disables SRS bounce routing. A bounce to
+	// a forged or expired SRS address is refused as unknown.
+	ReverseSRS func(addr string) (string, error)
 }
+
+// ModeSRSReverse marks an External target that returns a bounce to the
+// original sender of mail we forwarded with SRS.
+const ModeSRSReverse = "srs-reverse"
 
 // Resolve resolves one recipient.
 func Resolve(dir Directory, rcpt address.Address, opts Options) (Resolution, error) {
@@ -107,6 +115,14 @@ func Resolve(dir Directory, rcpt address.Address, opts Options) (Resolution, err
 	found, err := r.exact(rcpt.String(), "", 0)
 	if err != nil || found {
 		return res, r.finish(err)
+	}
+	if opts.ReverseSRS != nil && isSRS(rcpt.Local) {
+		orig, err := opts.ReverseSRS(rcpt.String())
+		if err != nil {
+			return res, fmt.Errorf("%s: SRS address does not verify (%v): %w", rcpt, err, ErrUnknown)
+		}
+		res.External = append(res.External, External{Address: orig, Mode: ModeSRSReverse, Alias: rcpt.String()})
+		return res, nil
 	}
 	if base, tag := rcpt.Base(opts.SubaddressDelimiters); tag != "" {
 		found, err = r.exact(base.String(), tag, 0)
@@ -242,4 +258,8 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func isSRS(local string) bool {
+	return len(local) > 5 && (strings.EqualFold(local[:4], "SRS0") || strings.EqualFold(local[:4], "SRS1")) && strings.ContainsRune("=+-", rune(local[4]))
 }

@@ -237,3 +237,25 @@ func FuzzResolve(f *testing.F) {
 		}
 	})
 }
+
+func TestResolveSRSBounce(t *testing.T) {
+	d := world()
+	rev := func(a string) (string, error) {
+		if strings.HasPrefix(strings.ToLower(a), "srs0=good") {
+			return "orig@sender.example", nil
+		}
+		return "", errors.New("hash invalid")
+	}
+	res, err := Resolve(d, address.Address{Local: "SRS0=good=TT=sender.example=orig", Domain: "example.org"}, Options{ReverseSRS: rev})
+	if err != nil || len(res.External) != 1 || res.External[0].Address != "orig@sender.example" || res.External[0].Mode != ModeSRSReverse {
+		t.Fatalf("%v %+v", err, res)
+	}
+	// A forged SRS address is refused, not taken by the catch-all.
+	if _, err := Resolve(d, address.Address{Local: "SRS0=bad=TT=x.example=y", Domain: "example.org"}, Options{ReverseSRS: rev}); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("forged: %v", err)
+	}
+	// Without SRS configured, such an address is an ordinary one.
+	if res, err := Resolve(d, address.Address{Local: "SRS0=bad=TT=x.example=y", Domain: "example.org"}, Options{}); err != nil || len(res.Local) != 1 {
+		t.Fatalf("no srs: %v %+v", err, res)
+	}
+}

@@ -83,7 +83,8 @@
 // MaxListLen entries, nesting MaxDepth; a run sets at most MaxVariables
 // variables of MaxVariableLen bytes, executes at most Options.MaxActions
 // actions and Options.MaxRedirects redirects; body tests read at most
-// MaxBodyPart bytes per part and MaxBodyTotal per message; regular
-// expressions are RE2 (linear time) and bounded in size. Sieve has no
-// loops, so a run's time is bounded by script size times message size.
+// MaxBodyPart bytes per part and MaxBodyTotal per message (decoded once
+// per Message); regular expressions are RE2 (linear time) and bounded in
+// size. Sieve has no loops, and a run's comparison work is capped at
+// MaxWork, so a run takes bounded time whatever the script and message.
 package sieve

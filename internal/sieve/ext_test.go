@@ -513,6 +513,11 @@ set "a" "0123456789abcdef"; set "a" "${a}${a}${a}${a}${a}${a}${a}${a}"; set "a" 
 set "a" "${a}${a}${a}${a}${a}${a}${a}${a}"; set "a" "${a}${a}${a}${a}${a}${a}${a}${a}";
 set :length "l" "${a}"; fileinto "${l}";`, want: "fileinto \"16384\"\n"},
 	})
+	big := "Subject: big\n\n" + strings.Repeat("a", 1<<20) + "\n"
+	runCases(t, []runCase{
+		{name: "work limit", msg: big, script: `require "body"; if body :raw :matches "` + strings.Repeat("*a", 4096) + `b" { discard; }`, wantErr: "work limit"},
+		{name: "many body tests are cached", msg: big, script: `require "body";` + strings.Repeat(`if body :contains "b" { discard; }`, 100), want: "implicit-keep\n"},
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	s, _ := Parse("keep;")

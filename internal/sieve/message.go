@@ -24,7 +24,9 @@ const (
 )
 
 // Message is the message a script runs on: its header (which editheader
-// actions change during the run) and, for body tests, its content.
+// actions change during the run) and, for body tests, its content. A
+// Message caches what body tests decode, so it must not be shared by
+// concurrent runs; make one per delivery.
 type Message struct {
 	r         io.ReaderAt
 	size      int64
@@ -32,6 +34,9 @@ type Message struct {
 	header    []byte // header block, with the blank line ending it if any
 	bodyStart int64  // in r
 	part      *message.Part
+	// decoded caches the decoded parts body tests read; its size is
+	// bounded by MaxBodyTotal.
+	decoded map[*message.Part]string
 }
 
 // NewMessage returns the message of size bytes read from r. part is the
@@ -238,9 +243,17 @@ func (m *Message) bodyTexts(transform string, types []string) ([]string, error) 
 		if !want {
 			return nil
 		}
-		s, err := m.readDecoded(p, min(MaxBodyPart, MaxBodyTotal-total))
-		if err != nil {
-			return err
+		s, ok := m.decoded[p]
+		if !ok {
+			var err error
+			s, err = m.readDecoded(p, min(MaxBodyPart, MaxBodyTotal-total))
+			if err != nil {
+				return err
+			}
+			if m.decoded == nil {
+				m.decoded = map[*message.Part]string{}
+			}
+			m.decoded[p] = s
 		}
 		total += int64(len(s))
 		if transform == "text" && p.MediaSubtype == "html" {

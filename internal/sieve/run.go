@@ -404,6 +404,7 @@ type interp struct {
 	stopped      bool
 	actions      int
 	delivering   bool // keep, fileinto or redirect executed
+	work         int64
 	dynRegex     map[string]*regexp.Regexp
 }
 
@@ -907,6 +908,9 @@ func (in *interp) matchExpanded(n *node, values, keys []string, pos Pos) (bool, 
 			if res != nil {
 				re = res[i]
 			}
+			if err := in.spend(n, m.typ, v, k); err != nil {
+				return false, err
+			}
 			if ok, caps := m.matchOne(v, k, re); ok {
 				if caps != nil {
 					in.setMatch(caps)
@@ -916,6 +920,29 @@ func (in *interp) matchExpanded(n *node, values, keys []string, pos Pos) (bool, 
 		}
 	}
 	return false, nil
+}
+
+// MaxWork bounds the comparison work of one run, in units of roughly one
+// byte compared: far above what real scripts need (a hundred tests on a
+// large message use a few million), low enough that a script of many
+// tests over a large body cannot occupy a CPU for long.
+const MaxWork = 1 << 29
+
+// spend charges the cost of comparing value with key.
+func (in *interp) spend(n *node, typ matchType, v, k string) error {
+	cost := int64(len(v) + len(k))
+	switch typ {
+	case mMatches:
+		// Placing each segment is a naive search: value × pattern.
+		cost = int64(len(v))*int64(max(len(k)/8, 1)) + int64(len(k))
+	case mRegex:
+		cost = int64(len(v))*int64(len(k)/64+1) + int64(len(k))
+	}
+	in.work += cost
+	if in.work > MaxWork {
+		return errorf(n.pos, "script exceeded its work limit")
+	}
+	return nil
 }
 
 func (in *interp) dynamicRegex(k string, cmp comparator) (*regexp.Regexp, error) {
