@@ -43,13 +43,15 @@ type Config struct {
 	LogLevel  string `toml:"log_level"`  // debug, info, warn, error
 	LogFormat string `toml:"log_format"` // text, json
 
-	TLS       TLS        `toml:"tls"`
-	Listeners []Listener `toml:"listener"`
-	Limits    Limits     `toml:"limits"`
-	Store     Store      `toml:"store"`
-	Accounts  Accounts   `toml:"accounts"`
-	Outbound  Outbound   `toml:"outbound"`
-	API       API        `toml:"api"`
+	TLS        TLS        `toml:"tls"`
+	Listeners  []Listener `toml:"listener"`
+	Limits     Limits     `toml:"limits"`
+	Store      Store      `toml:"store"`
+	Accounts   Accounts   `toml:"accounts"`
+	Outbound   Outbound   `toml:"outbound"`
+	API        API        `toml:"api"`
+	Forwarding Forwarding `toml:"forwarding"`
+	Webhooks   []Webhook  `toml:"webhook,omitempty"`
 
 	file     string    // config file name; "" for Default()
 	pos      *posIndex // key positions in file; nil for Default()
@@ -221,6 +223,7 @@ func mustCIDR(s string) CIDR {
 //	submissions 127.0.0.1:2465  implicit
 //	imap        127.0.0.1:1143  starttls
 //	imaps       127.0.0.1:1993  implicit
+//	managesieve 127.0.0.1:4190  starttls
 //	admin       127.0.0.1:8080  none
 func Default() *Config {
 	c := baseDefaults()
@@ -236,6 +239,7 @@ func Default() *Config {
 		l(ProtoSubmissions, "127.0.0.1:2465"),
 		l(ProtoIMAP, "127.0.0.1:1143"),
 		l(ProtoIMAPS, "127.0.0.1:1993"),
+		l(ProtoManageSieve, "127.0.0.1:4190"),
 		l(ProtoAdmin, "127.0.0.1:8080"),
 	}
 	return c

@@ -41,6 +41,7 @@ func TestDefault(t *testing.T) {
 		{"submissions", "127.0.0.1:2465", ProtoSubmissions, TLSImplicit},
 		{"imap", "127.0.0.1:1143", ProtoIMAP, TLSStartTLS},
 		{"imaps", "127.0.0.1:1993", ProtoIMAPS, TLSImplicit},
+		{"managesieve", "127.0.0.1:4190", ProtoManageSieve, TLSStartTLS},
 		{"admin", "127.0.0.1:8080", ProtoAdmin, TLSNone},
 	}
 	if len(c.Listeners) != len(want) {
@@ -75,8 +76,9 @@ func TestValidatePortZero(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("port 0 listeners: %v", err)
 	}
-	if c.Listeners[6].TLS != TLSStartTLS || c.Listeners[6].ProxyHeaderTimeout != defaultProxyHeaderTimeout {
-		t.Errorf("defaults not filled by Validate: %+v", c.Listeners[6])
+	last := len(c.Listeners) - 1
+	if c.Listeners[last].TLS != TLSStartTLS || c.Listeners[last].ProxyHeaderTimeout != defaultProxyHeaderTimeout {
+		t.Errorf("defaults not filled by Validate: %+v", c.Listeners[last])
 	}
 	// A real conflict is still found, without positions.
 	c.Listeners[1].Address = "127.0.0.1:2525"

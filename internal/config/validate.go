@@ -73,6 +73,7 @@ func (c *Config) Validate() error {
 	v.checkAccounts()
 	v.checkOutbound()
 	v.checkAPI()
+	v.checkForwarding()
 	c.warnings = append(append([]string(nil), c.parseWarns...), v.warn...)
 	if len(v.errs) > 0 {
 		sortErrors(v.errs)

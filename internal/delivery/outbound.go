@@ -12,6 +12,7 @@ import (
 	"github.com/mailstead/mailstead/internal/address"
 	"github.com/mailstead/mailstead/internal/message"
 	"github.com/mailstead/mailstead/internal/queue"
+	"github.com/mailstead/mailstead/internal/routing"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -87,12 +88,18 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, remote []RemoteRec
 	}
 	seen := map[int64]bool{}
 	var rcpts []store.Recipient
+	var fwdExt []routing.External
+	var fwdHTTP []string
 	for _, t := range env.Recipients {
-		if seen[t.Account.ID] {
-			continue
+		fwdExt = append(fwdExt, t.External...)
+		fwdHTTP = append(fwdHTTP, t.HTTP...)
+		for _, l := range targetLocals(t) {
+			if seen[l.Account.ID] {
+				continue
+			}
+			seen[l.Account.ID] = true
+			rcpts = append(rcpts, store.Recipient{AccountID: l.Account.ID, Prefix: Prefix(env.From, t.Address.String()), IgnoreQuota: l.Role})
 		}
-		seen[t.Account.ID] = true
-		rcpts = append(rcpts, store.Recipient{AccountID: t.Account.ID, Prefix: Prefix(env.From, t.Address.String()), IgnoreQuota: t.Role})
 	}
 
 	byDomain := map[string][]store.QueueRecipient{}
@@ -130,6 +137,19 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, remote []RemoteRec
 				Recipients: byDomain[dom], DSNRet: ret, DSNEnvID: dsn.EnvID, AccountID: accountID,
 			})
 		}
+	}
+	// Local recipients that are aliases forwarding elsewhere (or SRS
+	// addresses returning a bounce) go through the forwarder, as in
+	// Deliver.
+	if len(fwdExt)+len(fwdHTTP) > 0 {
+		if d.opts.Forwarder == nil {
+			return nil, ErrForwardUnavailable
+		}
+		q, err := d.opts.Forwarder.Forward(ctx, env, sp, fwdExt, fwdHTTP)
+		if err != nil {
+			return nil, fmt.Errorf("forward: %w", err)
+		}
+		entries = append(entries, q...)
 	}
 	if len(rcpts) == 0 && len(entries) == 0 {
 		return nil, nil

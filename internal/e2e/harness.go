@@ -131,6 +131,11 @@ protocol = "imaps"
 address = "127.0.0.1:0"
 
 [[listener]]
+name = "managesieve"
+protocol = "managesieve"
+address = "127.0.0.1:0"
+
+[[listener]]
 name = "admin"
 protocol = "admin"
 address = "127.0.0.1:0"

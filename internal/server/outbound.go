@@ -140,7 +140,7 @@ func StartOutbound(ctx context.Context, cfg *config.Config, st store.Store, wake
 		retry = append(retry, d.D())
 	}
 	r := queue.New(st, queue.Options{
-		Transports:        map[string]queue.Transport{"smtp": tr},
+		Transports:        map[string]queue.Transport{"smtp": tr, "http": webhooks(cfg, log.With("component", "webhook"))},
 		Retry:             retry,
 		MaxAge:            cfg.Outbound.MaxAge.D(),
 		DelayWarning:      cfg.Outbound.DelayWarning.D(),

@@ -35,6 +35,7 @@ import (
 	"github.com/mailstead/mailstead/internal/imapserver"
 	"github.com/mailstead/mailstead/internal/mailauth"
 	"github.com/mailstead/mailstead/internal/manage"
+	"github.com/mailstead/mailstead/internal/managesieve"
 	"github.com/mailstead/mailstead/internal/smtpserver"
 	"github.com/mailstead/mailstead/internal/store/sqlitestore"
 	"github.com/mailstead/mailstead/internal/tlsutil"
@@ -134,7 +135,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		Logger:       log.With("component", "auth"),
 		Registerer:   reg,
 	})
+	forwarder, reverseSRS, err := newForwarder(cfg, st, resolver, log.With("component", "forward"))
+	if err != nil {
+		return err
+	}
 	deliv := delivery.New(st, delivery.Options{
+		Forwarder:           forwarder,
+		ReverseSRS:          reverseSRS,
 		SubaddressDelimiter: cfg.Accounts.SubaddressDelimiter,
 		Postmaster:          cfg.Accounts.Postmaster,
 		MaxReceived:         cfg.Limits.MaxReceivedHeaders,
@@ -243,6 +250,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				IdleTimeout: cfg.Limits.IMAPIdleTimeout.D(), MaxLiteral: int64(cfg.Limits.IMAPMaxLiteral),
 				MaxLine: int(cfg.Limits.IMAPMaxLine), MaxConnsPerUserIP: cfg.Limits.IMAPConnectionsPerUserIP,
 				AppendLimit: int64(cfg.Limits.MaxMessageSize),
+			})
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+			l.srv, serve = srv, srv.Serve
+		case config.ProtoManageSieve:
+			srv, err := managesieve.New(managesieve.Config{
+				Hostname: cfg.Hostname, Store: st, Auth: auth, TLSConfig: starttls, ImplicitTLS: implicit,
+				AllowInsecureAuth: lc.AllowInsecureAuth, Logger: llog,
 			})
 			if err != nil {
 				closeAll()
