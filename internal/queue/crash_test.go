@@ -78,10 +78,15 @@ func TestCrashDuringDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	close(s.block) // the killed session's data is incomplete: not accepted
+	close(s.block)
 	time.Sleep(100 * time.Millisecond)
-	if n := len(s.received()); n != 0 {
-		t.Fatalf("sink accepted %d messages from the killed runner", n)
+	// The killed runner may have written the whole message (final dot
+	// included) into the socket before it died; the sink then accepts it
+	// although the runner never saw the 250. That is the documented
+	// duplicate window; it must be the only way a second copy arises.
+	killed := len(s.received())
+	if killed > 1 {
+		t.Fatalf("sink accepted %d messages from the killed runner", killed)
 	}
 
 	e2 := newEnv(t, dir)
@@ -94,7 +99,7 @@ func TestCrashDuringDelivery(t *testing.T) {
 	e2.runner(tr, nil)
 	waitFor(t, "delivery after restart", func() bool { _, ok := e2.entry(ids[0]); return !ok })
 	time.Sleep(100 * time.Millisecond)
-	if n := len(s.received()); n != 1 {
-		t.Fatalf("delivered %d times after restart, want 1", n)
+	if n := len(s.received()) - killed; n != 1 {
+		t.Fatalf("delivered %d times after restart, want exactly 1", n)
 	}
 }
