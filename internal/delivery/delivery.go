@@ -26,6 +26,7 @@ import (
 	"github.com/mailstead/mailstead/internal/mailauth"
 	"github.com/mailstead/mailstead/internal/message"
 	"github.com/mailstead/mailstead/internal/routing"
+	"github.com/mailstead/mailstead/internal/sieve"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -90,6 +91,15 @@ type Options struct {
 	// Forwarder queues mail for external and HTTP alias targets; nil
 	// makes addresses that forward answer 451 (see ErrForwardUnavailable).
 	Forwarder Forwarder
+	// Sieve enables per-account and global sieve filtering (nil: none).
+	Sieve SieveStore
+	// VacationLog remembers vacation responses for the per-sender rate
+	// limit (default: in memory).
+	VacationLog sieve.ReplyLog
+	// Replier sends vacation responses (nil: none are sent).
+	Replier Replier
+	// Hostname is used in sieve's environment and vacation Message-IDs.
+	Hostname string
 	// ReverseSRS decodes SRS addresses we issued (bounces to forwarded
 	// mail go back to the original sender); nil disables.
 	ReverseSRS func(addr string) (string, error)
@@ -103,7 +113,9 @@ type Deliverer struct {
 	st   Store
 	opts Options
 
-	delivered *prometheus.CounterVec
+	delivered   *prometheus.CounterVec
+	sieve       *filterer // nil: no sieve filtering
+	sieveErrors prometheus.Counter
 }
 
 // New returns a Deliverer.
@@ -122,6 +134,22 @@ func New(st Store, opts Options) *Deliverer {
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(d.delivered); err != nil {
 			opts.Logger.Warn("register delivery metric", "err", err)
+		}
+	}
+	d.sieveErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mailstead_sieve_errors_total",
+		Help: "Sieve scripts that failed to load or run; the message went to INBOX.",
+	})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(d.sieveErrors); err != nil {
+			opts.Logger.Warn("register sieve metric", "err", err)
+		}
+	}
+	if opts.Sieve != nil {
+		d.sieve = &filterer{st: opts.Sieve, hostname: opts.Hostname, delims: opts.SubaddressDelimiter, cache: map[scriptKey]*sieve.Script{},
+			responder: sieve.Responder{Log: opts.VacationLog, Hostname: opts.Hostname}}
+		if d.sieve.responder.Log == nil {
+			d.sieve.responder.Log = &sieve.MemoryReplyLog{}
 		}
 	}
 	return d
@@ -412,8 +440,10 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 		}
 	}
 	var summary []byte
+	var parsed *message.Part
 	if p, err := message.Parse(blob, blob.Size()); err == nil {
 		summary = p.Encode()
+		parsed = p
 	} else {
 		// Parsing is best-effort: IMAP parses lazily when no summary is
 		// cached. Only an I/O error lands here.
@@ -423,6 +453,8 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 	var rcpts []store.Recipient
 	var ext []routing.External
 	var http []string
+	var rejects []string
+	var replies []*sieve.Reply
 	junk := false
 	for i, t := range env.Recipients {
 		ext = append(ext, t.External...)
@@ -438,14 +470,49 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 				Prefix:      append(prefix, env.SpamHeaders...),
 				IgnoreQuota: l.Role,
 			}
-			if env.SpamJunk || actions[i] == ActionJunk || actions[i] == ActionReject {
+			isJunk := env.SpamJunk || actions[i] == ActionJunk || actions[i] == ActionReject
+			if isJunk {
 				r.MailboxName = JunkMailbox
 				r.Keywords = []string{"$Junk"}
 				junk = true
 			}
+			// The account's sieve scripts decide where its copy goes;
+			// without scripts it is r.
+			if f, ok := d.filter(ctx, env, t, l, blob, parsed, auth, r, isJunk); ok {
+				rcpts = append(rcpts, f.recipients...)
+				ext = append(ext, f.redirects...)
+				if f.reject != "" {
+					rejects = append(rejects, f.reject)
+				}
+				if f.reply != nil {
+					replies = append(replies, f.reply)
+				}
+				continue
+			}
 			rcpts = append(rcpts, r)
 		}
 	}
+	// Every local recipient's script rejected the message and nothing
+	// else wants it: refuse it at DATA (ereject semantics; the sender's
+	// server bounces). When others do get it, the rejecting scripts'
+	// copies are simply not stored.
+	if len(rejects) > 0 && len(rcpts) == 0 && len(ext)+len(http) == 0 {
+		d.delivered.WithLabelValues("sieve_reject").Inc()
+		return nil, fmt.Errorf("%s: %w", rejects[0], ErrSieveReject)
+	}
+	stored := false
+	defer func() {
+		if d.opts.Replier == nil || !stored {
+			return
+		}
+		for _, rp := range replies {
+			// Best effort after the message itself is safe; a lost
+			// vacation notice loses no mail.
+			if err := d.opts.Replier.Inject(context.WithoutCancel(ctx), rp.MailFrom, []string{rp.To}, rp.Data); err != nil {
+				d.opts.Logger.Warn("sieve: sending vacation response", "to", rp.To, "err", err)
+			}
+		}
+	}()
 	var queue []store.QueueEntry
 	if len(ext)+len(http) > 0 {
 		if d.opts.Forwarder == nil {
@@ -459,8 +526,10 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 		queue = q
 	}
 	if len(rcpts)+len(queue) == 0 {
-		// Every recipient was a disabled alias that drops its mail.
+		// Every recipient was a disabled alias that drops its mail, or
+		// a script discarded it.
 		d.delivered.WithLabelValues("dropped").Inc()
+		stored = true
 		return nil, nil
 	}
 	out, err := d.st.Deliver(ctx, store.Delivery{Blob: blob, Summary: summary, Recipients: rcpts, Queue: queue})
@@ -468,6 +537,7 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 		d.delivered.WithLabelValues("failed").Inc()
 		return nil, err
 	}
+	stored = true
 	if junk {
 		d.delivered.WithLabelValues("junk").Inc()
 	} else {

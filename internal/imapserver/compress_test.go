@@ -16,7 +16,7 @@ import (
 )
 
 func TestCompress(t *testing.T) {
-	e := newTestEnv(t, func(c *Config) { c.CompressRelease = 300 * time.Millisecond })
+	e := newTestEnv(t, func(c *Config) { c.CompressRelease = time.Second })
 	for i := 0; i < 30; i++ {
 		e.deliver("INBOX", msgMultipart)
 	}

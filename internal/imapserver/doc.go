@@ -23,7 +23,8 @@
 // command dispatch by name with the states each command is valid in, and
 // mapping of store errors to response codes). Command handlers live in
 // auth.go, mailboxes.go, view.go (SELECT/EXAMINE/CLOSE/UNSELECT), fetch.go,
-// search.go and messages.go (STORE, COPY/MOVE, EXPUNGE, APPEND, IDLE).
+// search.go, sort.go (SORT, THREAD), compress.go and messages.go (STORE,
+// COPY/MOVE, EXPUNGE, APPEND, IDLE).
 // structure.go formats ENVELOPE and BODYSTRUCTURE from the cached MIME
 // summary of package message.
 //
@@ -57,23 +58,52 @@
 // own writes, poll costs nothing, so the common command path makes no extra
 // store query.
 //
-// # Adding extensions
+// # Extensions
 //
-// CONDSTORE and QRESYNC (RFC 7162) are implemented on top of the view:
-// session.condstore is switched on by ENABLE, SELECT (CONDSTORE) or the
-// first FETCH MODSEQ/CHANGEDSINCE, STORE UNCHANGEDSINCE or SEARCH MODSEQ;
-// from then on SELECT reports HIGHESTMODSEQ and every FETCH that carries
-// flags (solicited, from STORE, or from poll) carries MODSEQ. With
-// ENABLE QRESYNC, poll reports expunges as VANISHED instead of EXPUNGE,
-// SELECT (QRESYNC (...)) sends VANISHED (EARLIER) and the changed flags
-// since the client's MODSEQ (from store.Changes), and UID FETCH accepts
-// the VANISHED modifier. When the store has pruned old expunge records,
-// VANISHED (EARLIER) falls back to "every known UID not in the mailbox".
+// CONDSTORE and QRESYNC (RFC 7162) are built on the view.
+// session.condstore is switched on by ENABLE, SELECT (CONDSTORE) and the
+// other CONDSTORE enabling commands (FETCH MODSEQ/CHANGEDSINCE, STORE
+// UNCHANGEDSINCE, SEARCH MODSEQ, STATUS HIGHESTMODSEQ); from then on
+// SELECT reports HIGHESTMODSEQ and every FETCH that carries flags
+// (solicited, from STORE, or from poll) carries MODSEQ. NOMODSEQ is never
+// sent: every mailbox has persistent MODSEQs. With ENABLE QRESYNC, poll
+// reports expunges as VANISHED instead of EXPUNGE, EXPUNGE's tagged OK
+// carries HIGHESTMODSEQ, SELECT (QRESYNC (...)) sends VANISHED (EARLIER)
+// and FETCH for the changes since the client's MODSEQ, both limited to
+// its known UIDs (store.Changes), and UID FETCH takes the VANISHED
+// modifier.
 //
-// COMPRESS=DEFLATE wraps s.conn like STARTTLS does (setupIO rebuilds the
-// buffered reader and writer). SORT and THREAD are new commands: add a
-// parser case in imapwire (reusing searchKey), a handler entry in the
-// handlers table, and reuse session.search for the candidate set.
+// Expunge records: the store keeps one per expunged UID (sqlitestore
+// keeps them until the mailbox is deleted, so the window is unbounded
+// today). When a store prunes them (store.Changes.ExpungesPruned),
+// VANISHED (EARLIER) falls back to "every known UID that is not in the
+// mailbox", which is correct but may name UIDs the client never had; the
+// QRESYNC sequence match data narrows that to UIDs above the last
+// (sequence number, UID) pair of the client that still holds (see
+// seqMatchLow).
+//
+// COMPRESS=DEFLATE (RFC 4978, compress.go) replaces s.br and s.bw after
+// the tagged OK, the way STARTTLS replaces the connection. Sending uses
+// compress/flate, but a compressor costs ~800 KiB, so a session holds one
+// only while busy: entering IDLE, or after Config.CompressRelease without
+// a command, it flushes and returns it to a pool (a raw deflate stream
+// may continue with a fresh compressor after a sync flush). Receiving
+// uses inflate.go's own decompressor: compress/flate's holds decoded
+// bytes until a block boundary it recognises, which deadlocks with
+// clients that end commands with Z_PARTIAL_FLUSH (mbsync). An idle
+// compressed session costs about 40 KiB more than a plain one, nearly
+// all of it the 32 KiB window the client may refer back to.
+//
+// SORT, ESORT and THREAD (RFC 5256, 5267, 5957; sort.go) run the SEARCH
+// machinery for the candidates, then load the keys of the matches only
+// (envelope from the cached MIME summary; for THREAD=REFERENCES the
+// References header from the content). Strings compare with
+// i;ascii-casemap. SEARCHRES ($, RFC 5182) is held in view.saved as UIDs
+// and reset by SELECT and by a failed SAVE. SAVEDATE (RFC 8514), OBJECTID
+// (RFC 8474; THREADID is NIL until the store assigns thread IDs) and
+// UTF8=ACCEPT (RFC 6855) are plain data items. METADATA (RFC 5464) and
+// NOTIFY (RFC 5465) are not implemented: METADATA needs storage the
+// store does not offer yet.
 //
 // New commands need: argument type and parser case in imapwire/command.go,
 // an entry in the handlers map with the states it is valid in, and, if it

@@ -151,6 +151,8 @@ type client struct {
 	br   *bufio.Reader
 	n    int
 	zw   *flate.Writer // after COMPRESS DEFLATE
+	// timeout bounds the wait for each response line; 10 s when zero.
+	timeout time.Duration
 }
 
 // compress switches the client to COMPRESS=DEFLATE; call it after the
@@ -188,7 +190,11 @@ var literalRE = regexp.MustCompile(`~?\{(\d+)\}$`)
 // a line with literals is returned including their data.
 func (c *client) readLine() string {
 	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	timeout := c.timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
 	var b strings.Builder
 	for {
 		l, err := c.br.ReadString('\n')

@@ -140,3 +140,29 @@ func FuzzInflate(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkInflate compares the inflater with compress/flate on mail-like
+// text (an APPEND through COMPRESS).
+func BenchmarkInflate(b *testing.B) {
+	in := testInputs()[5]
+	var z bytes.Buffer
+	w, _ := flate.NewWriter(&z, flate.DefaultCompression)
+	w.Write(in)
+	w.Close()
+	for _, name := range []string{"inflater", "compress-flate"} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for i := 0; i < b.N; i++ {
+				var r io.Reader
+				if name == "inflater" {
+					r = newInflater(bufio.NewReader(bytes.NewReader(z.Bytes())))
+				} else {
+					r = flate.NewReader(bytes.NewReader(z.Bytes()))
+				}
+				if n, err := io.Copy(io.Discard, r); err != nil || n != int64(len(in)) {
+					b.Fatal(n, err)
+				}
+			}
+		})
+	}
+}

@@ -37,6 +37,13 @@ func (s *session) cmdCreate(ctx context.Context, cmd *imapwire.Command) error {
 	}
 	mb, err := s.srv.cfg.Store.CreateMailbox(ctx, s.acct.ID, name, role, 0)
 	if errors.Is(err, store.ErrExists) {
+		// The store keeps one mailbox per role and says ErrExists for
+		// both conflicts; tell them apart (RFC 6154: NO [USEATTR]).
+		if role != "" {
+			if _, gerr := s.srv.cfg.Store.GetMailbox(ctx, s.acct.ID, name); errors.Is(gerr, store.ErrNotFound) {
+				return no("USEATTR", "Another mailbox already has the special use %s", role)
+			}
+		}
 		return no("ALREADYEXISTS", "Mailbox already exists")
 	}
 	if errors.Is(err, store.ErrInvalid) && role != "" {
@@ -465,6 +472,13 @@ func (s *session) writeStatus(ctx context.Context, mb *store.Mailbox, items []st
 	st, err := s.srv.cfg.Store.MailboxStatus(ctx, mb.ID)
 	if err != nil {
 		return err
+	}
+	for _, it := range items {
+		if it == "HIGHESTMODSEQ" {
+			// STATUS (HIGHESTMODSEQ) is a CONDSTORE enabling command
+			// (RFC 7162 3.1).
+			s.enableCondstore()
+		}
 	}
 	s.w.Raw("* STATUS ")
 	s.writeMailbox(mb.Name)

@@ -592,7 +592,7 @@ type container struct {
 	children []*container
 }
 
-// key returns the message that stands for c when sorting: c's own, or
+// rep returns the message that stands for c when sorting: c's own, or
 // for a dummy its first child's (children sorted first).
 func (c *container) rep() *sortMsg {
 	for c != nil && c.msg == nil {
@@ -607,7 +607,7 @@ func (c *container) rep() *sortMsg {
 	return c.msg
 }
 
-// bySent orders containers by sent date, then sequence number.
+// sortBySent orders containers by sent date, then sequence number.
 func sortBySent(l []*container) {
 	sort.SliceStable(l, func(i, j int) bool {
 		a, b := l[i].rep(), l[j].rep()

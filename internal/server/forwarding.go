@@ -89,3 +89,18 @@ func webhooks(cfg *config.Config, log *slog.Logger) *queue.Webhook {
 	}
 	return w
 }
+
+// lateReplier lets delivery send vacation responses through the
+// submitter, which is built after the deliverer it uses.
+type lateReplier struct {
+	inj interface {
+		Inject(ctx context.Context, from string, rcpts []string, msg []byte) error
+	}
+}
+
+func (l *lateReplier) Inject(ctx context.Context, from string, rcpts []string, msg []byte) error {
+	if l.inj == nil {
+		return fmt.Errorf("outbound not ready")
+	}
+	return l.inj.Inject(ctx, from, rcpts, msg)
+}

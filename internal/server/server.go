@@ -33,7 +33,6 @@ import (
 	"github.com/mailstead/mailstead/internal/delivery"
 	"github.com/mailstead/mailstead/internal/dnsresolver"
 	"github.com/mailstead/mailstead/internal/imapserver"
-	"github.com/mailstead/mailstead/internal/mailauth"
 	"github.com/mailstead/mailstead/internal/manage"
 	"github.com/mailstead/mailstead/internal/managesieve"
 	"github.com/mailstead/mailstead/internal/smtpserver"
@@ -135,12 +134,16 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		Logger:       log.With("component", "auth"),
 		Registerer:   reg,
 	})
+	replier := &lateReplier{}
 	forwarder, reverseSRS, err := newForwarder(cfg, st, resolver, log.With("component", "forward"))
 	if err != nil {
 		return err
 	}
 	deliv := delivery.New(st, delivery.Options{
 		Forwarder:           forwarder,
+		Sieve:               st,
+		Replier:             replier,
+		Hostname:            cfg.Hostname,
 		ReverseSRS:          reverseSRS,
 		SubaddressDelimiter: cfg.Accounts.SubaddressDelimiter,
 		Postmaster:          cfg.Accounts.Postmaster,
@@ -152,12 +155,20 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 		// headers are stripped from all mail.
 		Resolver:    resolver,
 		AuthServID:  cfg.Hostname,
-		StripFields: mailauth.DefaultStripFields,
+		StripFields: StripFields(), // ours and the spam check's
 		// Like Postfix's mynetworks: local applications are not checked
 		// as if they were the internet.
 		TrustedNetworks: exempt,
 	})
 	smtpMetrics := smtpserver.NewMetrics(reg)
+
+	// ---- spam defence of the MX listeners (spam.go) ----
+	spamDef, closeSpam, err := newSpamDefence(cfg, deliv, resolver, exempt, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeSpam() // deferred: runs after the listeners have drained
+	// ---- end spam defence ----
 
 	// Outbound: DKIM keys, the submitter that queues mail for remote
 	// recipients, and the queue runner (stopped after the listeners have
@@ -170,6 +181,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	var submitter smtpserver.Submitter
 	if outbound != nil && outbound.Submitter != nil {
 		submitter = outbound.Submitter
+		replier.inj = outbound.Submitter
 	}
 	// One sending limiter for all submission listeners: a user may use
 	// 587 and 465 alike.
@@ -227,7 +239,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			if lc.Protocol != config.ProtoSMTP {
 				role = smtpserver.RoleSubmission
 			}
-			srv, err := smtpserver.New(smtpserver.Config{
+			srv, err := smtpserver.New(spamDef.apply(smtpserver.Config{
 				Name: lc.Name, Role: role, Hostname: cfg.Hostname, Deliverer: deliv, Auth: auth,
 				TLSConfig: starttls, ImplicitTLS: implicit, AllowInsecureAuth: lc.AllowInsecureAuth,
 				MaxMessageBytes: int64(cfg.Limits.MaxMessageSize), MaxLineLength: int(cfg.Limits.MaxLineLength),
@@ -237,7 +249,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				PregreetWait: cfg.Limits.PregreetWait.D(), MaxMessagesPerConn: cfg.Limits.MaxMessagesPerConnection,
 				MaxErrors: cfg.Limits.MaxErrorsPerSession, Exempt: exempt, SendLimits: sendLimits,
 				Logger: llog, Metrics: smtpMetrics, Submitter: submitter,
-			})
+			}))
 			if err != nil {
 				closeAll()
 				return fmt.Errorf("listener %s: %w", lc.Name, err)

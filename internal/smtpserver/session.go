@@ -21,6 +21,7 @@ import (
 	"github.com/mailstead/mailstead/internal/account"
 	"github.com/mailstead/mailstead/internal/address"
 	"github.com/mailstead/mailstead/internal/delivery"
+	"github.com/mailstead/mailstead/internal/spam"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -80,6 +81,12 @@ type session struct {
 	// Per-user sending limit reservations of this transaction, given back
 	// unless the message is accepted.
 	heldMessages, heldRcpts int
+
+	// spamConn is the spam check's verdict on the client, made at the
+	// session's first MAIL FROM (go-smtp starts a session per EHLO, so
+	// it is per connection and HELO name); nil until then, and always
+	// without a checker or for authenticated senders.
+	spamConn *spam.ConnVerdict
 }
 
 func reply(code int, enh smtp.EnhancedCode, msg string) *smtp.SMTPError {
@@ -94,7 +101,14 @@ var (
 	// ErrAuthRequired says 502 (command not implemented), which clients
 	// do not recognise as "log in first".
 	errAuthRequired = reply(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
+	// errGreylisted defers a recipient; it is not counted as a client
+	// error (see fail).
+	errGreylisted = spamReply(spam.GreylistReply())
 )
+
+func spamReply(r spam.Reply) *smtp.SMTPError {
+	return reply(r.Code, smtp.EnhancedCode(r.Enhanced), r.Text)
+}
 
 func (s *session) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.s.ctx, s.s.cfg.CommandTimeout)
@@ -124,7 +138,17 @@ func (s *session) release() {
 // connection is encrypted, where the cleartext reply watcher (trackedConn)
 // cannot see the replies, and turns the one over the limit into 421 and a
 // close.
+//
+// A greylisting 451 is not the client's error: a real MTA sending one
+// message to many recipients gets one per recipient and must not be
+// disconnected for it, in cleartext (the reply watcher skips it) or not.
 func (s *session) fail(err error) error {
+	if err == error(errGreylisted) {
+		if s.st != nil && !s.st.blind.Load() {
+			s.st.uncounted.Store(true)
+		}
+		return err
+	}
 	if err == nil || s.st == nil || s.st.maxErrors <= 0 || !s.st.blind.Load() {
 		return err
 	}
@@ -180,6 +204,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 			return reply(450, smtp.EnhancedCode{4, 7, 1}, fmt.Sprintf("Sending limit reached: at most %d messages per hour, try again later", s.s.sendLimits.limits().MessagesPerHour))
 		}
 		s.heldMessages++
+	}
+	if s.spamConn == nil && s.account == nil && s.s.cfg.Spam != nil {
+		s.checkClient()
 	}
 	s.from, s.fromSet = from, true
 	s.utf8 = opts != nil && opts.UTF8
@@ -260,6 +287,10 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 		s.log.Warn("resolve recipient", "rcpt", to, "err", err)
 		return errTemp
 	}
+	if r, err := s.spamRcpt(t); err != nil {
+		result = r
+		return err
+	}
 	if s.account != nil {
 		if !s.s.sendLimits.reserveRecipient(s.account.Address) {
 			result = "user_limit"
@@ -283,6 +314,7 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) data(r io.Reader) error {
 	start := time.Now()
 	s.conn.Conn().SetReadDeadline(time.Now().Add(s.s.cfg.DataTimeout))
+	id := s.id // received gives the next transaction a new one
 	head := s.received()
 	if s.account != nil {
 		// Submission: read the header first, to check From and to add
@@ -319,6 +351,14 @@ func (s *session) data(r io.Reader) error {
 	}
 	_, tlsOn := s.conn.TLSConnectionState()
 	env := delivery.Envelope{From: s.from, Recipients: s.rcpts, RemoteIP: s.remote, Helo: s.conn.Hostname(), TLS: tlsOn, Account: s.account}
+	var spamLog []any // the verdict, for the delivered line
+	if s.s.cfg.Spam != nil && s.account == nil {
+		v, err := s.checkMessage(ctx, &env, sp, id, addrs)
+		if err != nil {
+			return err
+		}
+		spamLog = []any{"spam_source", v.Source, "spam_action", string(v.Action), "spam_score", v.Score, "spam_symbols", symbolNames(v.Symbols)}
+	}
 	if len(s.remoteRcpts) > 0 {
 		_, err = s.s.cfg.Submitter.Submit(ctx, env, s.remoteRcpts, s.dsn, sp)
 	} else {
@@ -328,7 +368,7 @@ func (s *session) data(r io.Reader) error {
 	case err == nil:
 		s.result("accepted")
 		s.heldMessages, s.heldRcpts = 0, 0 // sent: the reservations stay counted
-		s.log.Info("delivered", "from", s.from, "rcpts", addrs, "size", sp.Size(), "delay", time.Since(start).Round(time.Millisecond))
+		s.log.Info("delivered", append([]any{"id", id, "from", s.from, "rcpts", addrs, "size", sp.Size(), "delay", time.Since(start).Round(time.Millisecond)}, spamLog...)...)
 		return nil
 	case errors.Is(err, delivery.ErrLoop):
 		s.result("rejected")
@@ -338,6 +378,10 @@ func (s *session) data(r io.Reader) error {
 		s.result("rejected")
 		s.log.Info("rejected: over quota", "from", s.from, "rcpts", addrs)
 		return reply(552, smtp.EnhancedCode{5, 2, 2}, "Mailbox full")
+	case errors.Is(err, delivery.ErrSieveReject):
+		s.result("rejected")
+		s.log.Info("rejected by the recipient's sieve script", "from", s.from, "rcpts", addrs, "err", err)
+		return reply(550, smtp.EnhancedCode{5, 7, 1}, sanitizeReply(err.Error()))
 	case errors.Is(err, delivery.ErrDMARCReject):
 		s.result("rejected")
 		return reply(550, smtp.EnhancedCode{5, 7, 1}, "Message rejected: the sender domain's DMARC policy says to reject it (see Authentication-Results)")
@@ -488,4 +532,19 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 		return nil, true, l.check(l.username, string(resp))
 	}
 	return nil, false, errors.New("unexpected SASL LOGIN response")
+}
+
+// sanitizeReply keeps a reply text on one printable line of bounded length
+// (a sieve reject reason is user-written).
+func sanitizeReply(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
 }
