@@ -56,6 +56,7 @@ func run(args []string) int {
 		lmtp      = fs.Bool("lmtp", false, "speak LMTP to -smtp (Dovecot)")
 		pid       = fs.Int("pid", 0, "server process id: report its memory (with its child processes)")
 		jsonOut   = fs.Bool("json", false, "print the result as one JSON line")
+		jsonFile  = fs.String("json-file", "", "also write the result as JSON to this `file`")
 		ioTimeout = fs.Duration("io-timeout", imapload.DefaultIOTimeout, "limit for connecting and for each command")
 		timeout   = fs.Duration("timeout", 2*time.Hour, "limit for the whole run")
 		verbose   = fs.Bool("v", false, "log progress to stderr")
@@ -131,12 +132,18 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "mailstead-imapbench: %v\n", err)
 		return 2
 	}
-	if *jsonOut {
-		line, jerr := json.Marshal(res)
-		if jerr != nil {
-			fmt.Fprintf(os.Stderr, "mailstead-imapbench: %v\n", jerr)
+	line, jerr := json.Marshal(res)
+	if jerr != nil {
+		fmt.Fprintf(os.Stderr, "mailstead-imapbench: %v\n", jerr)
+		return 1
+	}
+	if *jsonFile != "" {
+		if err := os.WriteFile(*jsonFile, append(line, '\n'), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "mailstead-imapbench: %v\n", err)
 			return 1
 		}
+	}
+	if *jsonOut {
 		fmt.Println(string(line))
 	} else {
 		fmt.Print(res.String())

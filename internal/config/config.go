@@ -52,6 +52,7 @@ type Config struct {
 	API        API        `toml:"api"`
 	Forwarding Forwarding `toml:"forwarding"`
 	Webhooks   []Webhook  `toml:"webhook,omitempty"`
+	Spam       Spam       `toml:"spam"`
 
 	file     string    // config file name; "" for Default()
 	pos      *posIndex // key positions in file; nil for Default()
@@ -202,6 +203,7 @@ func baseDefaults() *Config {
 		Store:    Store{Backend: "sqlite"},
 		Accounts: Accounts{SubaddressDelimiter: "+"},
 		Outbound: defaultOutbound(),
+		Spam:     defaultSpam(),
 	}
 }
 

@@ -74,6 +74,7 @@ func (c *Config) Validate() error {
 	v.checkOutbound()
 	v.checkAPI()
 	v.checkForwarding()
+	v.checkSpam()
 	c.warnings = append(append([]string(nil), c.parseWarns...), v.warn...)
 	if len(v.errs) > 0 {
 		sortErrors(v.errs)

@@ -43,6 +43,9 @@ type trackedConn struct {
 	// a 421 reply and go-smtp is about to write it.
 	closeAfterWrite atomic.Bool
 	tooManyErrors   atomic.Bool // closed for max_errors_per_session
+	// uncounted: the next error reply is not an error of the client's
+	// (a greylisting 451) and does not count towards the limit.
+	uncounted atomic.Bool
 
 	// blind: after "220 Ready to start TLS", or with implicit TLS, the
 	// bytes written are encrypted and the session counts errors instead.
@@ -128,6 +131,9 @@ func (c *trackedConn) reply(line []byte) bool {
 		return false
 	}
 	if code < 400 {
+		return false
+	}
+	if c.uncounted.CompareAndSwap(true, false) {
 		return false
 	}
 	if bytes.HasPrefix(line, goSMTPTooMany) {

@@ -114,6 +114,8 @@ type envOptions struct {
 	auth   account.AuthOptions
 	// wrap wraps the listening socket (a PROXY protocol listener).
 	wrap func(net.Listener) net.Listener
+	// deliv adjusts the delivery options (authentication checks).
+	deliv func(*delivery.Options)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -150,7 +152,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 
-	e.deliv = delivery.New(st, delivery.Options{SubaddressDelimiter: "+", TmpDir: t.TempDir()})
+	dopts := delivery.Options{SubaddressDelimiter: "+", TmpDir: t.TempDir()}
+	if o.deliv != nil {
+		o.deliv(&dopts)
+	}
+	e.deliv = delivery.New(st, dopts)
 	ao := o.auth
 	if ao.FailureDelay == 0 {
 		ao.FailureDelay = time.Millisecond
@@ -218,9 +224,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 // account's INBOX, and the messages themselves.
 func (e *env) inbox(address string) ([]string, []store.Message) {
 	e.t.Helper()
+	return e.mailbox(address, "INBOX")
+}
+
+// mailbox is inbox for any mailbox.
+func (e *env) mailbox(address, name string) ([]string, []store.Message) {
+	e.t.Helper()
 	ctx := context.Background()
 	acc := e.acc[address]
-	mb, err := e.st.GetMailbox(ctx, acc.ID, "INBOX")
+	mb, err := e.st.GetMailbox(ctx, acc.ID, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailstead/mailstead/internal/delivery"
+	"github.com/mailstead/mailstead/internal/mailauth"
+	"github.com/mailstead/mailstead/internal/spam"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -38,6 +40,9 @@ const (
 // Deliverer resolves recipients and stores messages (package delivery).
 type Deliverer interface {
 	Resolve(ctx context.Context, rcpt string) (delivery.Target, error)
+	// Authenticate runs SPF, DKIM and DMARC before delivery, so that the
+	// spam check can score the verdicts; nil when not checked.
+	Authenticate(ctx context.Context, env delivery.Envelope, sp *delivery.Spool) *mailauth.Result
 	Deliver(ctx context.Context, env delivery.Envelope, sp *delivery.Spool) ([]store.Delivered, error)
 	TmpDir() string
 }
@@ -64,7 +69,7 @@ type Config struct {
 	// Submitter queues authenticated users' mail for remote recipients;
 	// nil refuses such recipients (554 5.3.3).
 	Submitter Submitter
-	TLSConfig *tls.Config   // nil: no STARTTLS
+	TLSConfig *tls.Config // nil: no STARTTLS
 	// ImplicitTLS wraps every connection in TLS before the greeting (465).
 	ImplicitTLS       bool
 	AllowInsecureAuth bool
@@ -93,8 +98,16 @@ type Config struct {
 	SendLimits *SendLimiter
 	// SubaddressDelimiter: a submitting user may send as user+tag too.
 	SubaddressDelimiter string
-	Logger              *slog.Logger
-	Metrics             *Metrics
+	// Spam checks mail from the internet (MX role; authenticated sessions
+	// skip it): the client at the first MAIL FROM, a reject-listed client
+	// refused at RCPT TO, the message after DATA. Nil: no checks.
+	Spam *spam.Checker
+	// Greylist defers each new (client, sender, recipient) at RCPT TO
+	// (MX role, except allowlisted clients and postmaster@/abuse@). Nil:
+	// no greylisting.
+	Greylist *spam.Greylist
+	Logger   *slog.Logger
+	Metrics  *Metrics
 }
 
 // Metrics are shared by all SMTP listeners of a process.
