@@ -11,6 +11,7 @@ import (
 
 type domainCmd struct {
 	Add  domainAddCmd  `cmd:"" help:"Add a local domain."`
+	Set  domainSetCmd  `cmd:"" help:"Change a domain's postmaster or DMARC failure handling."`
 	List domainListCmd `cmd:"" help:"List local domains."`
 	Del  domainDelCmd  `cmd:"" help:"Delete a domain that has no accounts left."`
 }
@@ -18,17 +19,49 @@ type domainCmd struct {
 type domainAddCmd struct {
 	Name       string `arg:"" help:"Domain name (Unicode or IDNA form)."`
 	Postmaster string `help:"Account that receives postmaster@ and abuse@ of this domain (default: the global postmaster, else the domain's first account)."`
+	dmarcFlags
+}
+
+// dmarcFlags choose what happens to mail for a domain that fails the
+// sender's DMARC policy.
+type dmarcFlags struct {
+	DMARCReject     string `name:"dmarc-reject" help:"Mail failing a p=reject DMARC policy: reject (550, default), junk, accept, or default."`
+	DMARCQuarantine string `name:"dmarc-quarantine" help:"Mail failing a p=quarantine DMARC policy: junk (default), reject, accept, or default."`
 }
 
 func (c *domainAddCmd) Run(g *globals) error {
 	var d manage.DomainInfo
-	if err := g.run("domain.add", manage.DomainArgs{Name: c.Name, Postmaster: c.Postmaster}, &d); err != nil {
+	if err := g.run("domain.add", manage.DomainArgs{Name: c.Name, Postmaster: c.Postmaster, DMARCReject: c.DMARCReject, DMARCQuarantine: c.DMARCQuarantine}, &d); err != nil {
 		return err
 	}
 	if g.JSON {
 		return g.printJSON(d)
 	}
 	fmt.Fprintf(g.stdout, "domain %s added\n", d.Display)
+	return nil
+}
+
+type domainSetCmd struct {
+	Name       string `arg:""`
+	Postmaster string `help:"Account that receives postmaster@ and abuse@ of this domain."`
+	dmarcFlags
+}
+
+func (c *domainSetCmd) Run(g *globals) error {
+	var d manage.DomainInfo
+	if err := g.run("domain.set", manage.DomainArgs{Name: c.Name, Postmaster: c.Postmaster, DMARCReject: c.DMARCReject, DMARCQuarantine: c.DMARCQuarantine}, &d); err != nil {
+		return err
+	}
+	if g.JSON {
+		return g.printJSON(d)
+	}
+	orDefault := func(s, def string) string {
+		if s == "" {
+			return def + " (default)"
+		}
+		return s
+	}
+	fmt.Fprintf(g.stdout, "domain %s: postmaster %s, DMARC p=reject failures: %s, p=quarantine failures: %s\n", d.Display, orDefault(d.Postmaster, "oldest account"), orDefault(d.DMARCReject, "reject"), orDefault(d.DMARCQuarantine, "junk"))
 	return nil
 }
 

@@ -31,6 +31,7 @@ func (o *Ops) Register(r *control.Registry) {
 	control.Register(r, "domain.add", o.DomainAdd)
 	control.Register(r, "domain.list", o.DomainList)
 	control.Register(r, "domain.del", o.DomainDel)
+	control.Register(r, "domain.set", o.DomainSet)
 	control.Register(r, "account.add", o.AccountAdd)
 	control.Register(r, "account.list", o.AccountList)
 	control.Register(r, "account.show", o.AccountShow)
@@ -47,15 +48,22 @@ func (o *Ops) Register(r *control.Registry) {
 type DomainArgs struct {
 	Name       string `json:"name"`
 	Postmaster string `json:"postmaster,omitempty"`
+	// DMARCReject/DMARCQuarantine: "reject", "junk", "accept" or "" (keep
+	// the current setting; "default" resets it).
+	DMARCReject     string `json:"dmarc_reject,omitempty"`
+	DMARCQuarantine string `json:"dmarc_quarantine,omitempty"`
 }
 
 // DomainInfo describes a domain.
 type DomainInfo struct {
-	Name       string    `json:"name"`
-	Display    string    `json:"display"` // U-label form
-	Postmaster string    `json:"postmaster,omitempty"`
-	Accounts   int       `json:"accounts"`
-	CreatedAt  time.Time `json:"created_at"`
+	Name       string `json:"name"`
+	Display    string `json:"display"` // U-label form
+	Postmaster string `json:"postmaster,omitempty"`
+	// DMARC failure handling for mail to this domain ("" = default).
+	DMARCReject     string    `json:"dmarc_reject,omitempty"`
+	DMARCQuarantine string    `json:"dmarc_quarantine,omitempty"`
+	Accounts        int       `json:"accounts"`
+	CreatedAt       time.Time `json:"created_at"`
 }
 
 func (o *Ops) DomainAdd(ctx context.Context, a DomainArgs) (DomainInfo, error) {
@@ -71,7 +79,11 @@ func (o *Ops) DomainAdd(ctx context.Context, a DomainArgs) (DomainInfo, error) {
 		}
 		pm = p.String()
 	}
-	if err := o.St.AddDomain(ctx, store.Domain{Name: d, Postmaster: pm}); err != nil {
+	rej, quar, err := dmarcActions(a.DMARCReject, a.DMARCQuarantine, "", "")
+	if err != nil {
+		return DomainInfo{}, err
+	}
+	if err := o.St.AddDomain(ctx, store.Domain{Name: d, Postmaster: pm, DMARCReject: rej, DMARCQuarantine: quar}); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return DomainInfo{}, fmt.Errorf("domain %s already exists", d)
 		}
@@ -89,7 +101,7 @@ func (o *Ops) domainInfo(ctx context.Context, name string) (DomainInfo, error) {
 	if err != nil {
 		return DomainInfo{}, err
 	}
-	return DomainInfo{Name: d.Name, Display: address.DisplayDomain(d.Name), Postmaster: d.Postmaster, Accounts: len(accs), CreatedAt: d.CreatedAt}, nil
+	return DomainInfo{Name: d.Name, Display: address.DisplayDomain(d.Name), Postmaster: d.Postmaster, DMARCReject: d.DMARCReject, DMARCQuarantine: d.DMARCQuarantine, Accounts: len(accs), CreatedAt: d.CreatedAt}, nil
 }
 
 func (o *Ops) DomainList(ctx context.Context, _ struct{}) ([]DomainInfo, error) {
@@ -377,4 +389,55 @@ func (o *Ops) MessageCat(ctx context.Context, a MessageArgs) (MessageContent, er
 	defer c.Close()
 	raw, err := io.ReadAll(c.Reader())
 	return MessageContent{Raw: raw}, err
+}
+
+// dmarcActions validates and merges DMARC action arguments with the
+// current values.
+func dmarcActions(rej, quar, curRej, curQuar string) (string, string, error) {
+	pick := func(v, cur, what string) (string, error) {
+		switch v {
+		case "":
+			return cur, nil
+		case "default":
+			return "", nil
+		case "reject", "junk", "accept":
+			return v, nil
+		}
+		return "", fmt.Errorf("%s: %q is not reject, junk, accept or default", what, v)
+	}
+	r, err := pick(rej, curRej, "DMARC reject action")
+	if err != nil {
+		return "", "", err
+	}
+	q, err := pick(quar, curQuar, "DMARC quarantine action")
+	return r, q, err
+}
+
+// DomainSet changes a domain's postmaster and DMARC failure handling.
+func (o *Ops) DomainSet(ctx context.Context, a DomainArgs) (DomainInfo, error) {
+	name, err := address.Domain(a.Name)
+	if err != nil {
+		return DomainInfo{}, err
+	}
+	d, err := o.St.GetDomain(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return DomainInfo{}, fmt.Errorf("no domain %s", name)
+	}
+	if err != nil {
+		return DomainInfo{}, err
+	}
+	if a.Postmaster != "" {
+		p, err := address.Parse(a.Postmaster)
+		if err != nil {
+			return DomainInfo{}, fmt.Errorf("postmaster: %w", err)
+		}
+		d.Postmaster = p.String()
+	}
+	if d.DMARCReject, d.DMARCQuarantine, err = dmarcActions(a.DMARCReject, a.DMARCQuarantine, d.DMARCReject, d.DMARCQuarantine); err != nil {
+		return DomainInfo{}, err
+	}
+	if err := o.St.UpdateDomain(ctx, d); err != nil {
+		return DomainInfo{}, err
+	}
+	return o.domainInfo(ctx, name)
 }

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/mailstead/mailstead/internal/config"
+	"github.com/mailstead/mailstead/internal/delivery"
 	"github.com/mailstead/mailstead/internal/dnsresolver"
 	"github.com/mailstead/mailstead/internal/forward"
 	"github.com/mailstead/mailstead/internal/queue"
@@ -103,4 +105,29 @@ func (l *lateReplier) Inject(ctx context.Context, from string, rcpts []string, m
 		return fmt.Errorf("outbound not ready")
 	}
 	return l.inj.Inject(ctx, from, rcpts, msg)
+}
+
+// domainPolicy reads each recipient domain's DMARC failure handling from
+// the store (set with `mailstead domain set D --dmarc-reject ...`).
+func domainPolicy(st store.Store) func(string) delivery.DomainPolicy {
+	action := func(s string) delivery.Action {
+		switch s {
+		case "reject":
+			return delivery.ActionReject
+		case "junk":
+			return delivery.ActionJunk
+		case "accept":
+			return delivery.ActionAccept
+		}
+		return delivery.ActionDefault
+	}
+	return func(domain string) delivery.DomainPolicy {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d, err := st.GetDomain(ctx, domain)
+		if err != nil {
+			return delivery.DomainPolicy{}
+		}
+		return delivery.DomainPolicy{DMARCReject: action(d.DMARCReject), DMARCQuarantine: action(d.DMARCQuarantine)}
+	}
 }

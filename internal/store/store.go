@@ -63,7 +63,13 @@ type Domain struct {
 	// Postmaster is the account address that receives postmaster@ and
 	// abuse@ for this domain. Empty means: the domain's oldest account.
 	Postmaster string
-	CreatedAt  time.Time
+	// DMARCReject and DMARCQuarantine say what to do with mail to this
+	// domain that fails a sender's DMARC p=reject / p=quarantine policy:
+	// "reject" (550 at DATA), "junk", "accept" (mark only), or "" for the
+	// default (reject and junk respectively).
+	DMARCReject     string
+	DMARCQuarantine string
+	CreatedAt       time.Time
 }
 
 // Account is a mailbox owner that can log in.

@@ -22,12 +22,17 @@ func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
+func validDMARCAction(a string) bool { return a == "" || a == "reject" || a == "junk" || a == "accept" }
+
 func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
 	if d.Name == "" || strings.ContainsAny(d.Name, " @\t\r\n") {
 		return fmt.Errorf("add domain %q: %w", d.Name, store.ErrInvalid)
 	}
+	if !validDMARCAction(d.DMARCReject) || !validDMARCAction(d.DMARCQuarantine) {
+		return fmt.Errorf("domain %s: DMARC action must be reject, junk or accept: %w", d.Name, store.ErrInvalid)
+	}
 	return s.write(ctx, nil, func(t *txn) error {
-		_, err := t.ExecContext(t.ctx, "INSERT INTO domains(name, postmaster, created_at) VALUES(?,?,?)", d.Name, d.Postmaster, t.now.Unix())
+		_, err := t.ExecContext(t.ctx, "INSERT INTO domains(name, postmaster, dmarc_reject, dmarc_quarantine, created_at) VALUES(?,?,?,?,?)", d.Name, d.Postmaster, d.DMARCReject, d.DMARCQuarantine, t.now.Unix())
 		if isUnique(err) {
 			return fmt.Errorf("add domain %s: %w", d.Name, store.ErrExists)
 		}
@@ -39,7 +44,7 @@ func (s *Store) AddDomain(ctx context.Context, d store.Domain) error {
 }
 
 func (s *Store) GetDomain(ctx context.Context, name string) (store.Domain, error) {
-	d, err := scanDomain(s.rdb.QueryRowContext(ctx, "SELECT name, postmaster, created_at FROM domains WHERE name = ?", name))
+	d, err := scanDomain(s.rdb.QueryRowContext(ctx, "SELECT name, postmaster, dmarc_reject, dmarc_quarantine, created_at FROM domains WHERE name = ?", name))
 	if err != nil {
 		return d, readErr("domain "+name, err)
 	}
@@ -49,18 +54,21 @@ func (s *Store) GetDomain(ctx context.Context, name string) (store.Domain, error
 func scanDomain(r scanner) (store.Domain, error) {
 	var d store.Domain
 	var created int64
-	err := r.Scan(&d.Name, &d.Postmaster, &created)
+	err := r.Scan(&d.Name, &d.Postmaster, &d.DMARCReject, &d.DMARCQuarantine, &created)
 	d.CreatedAt = time.Unix(created, 0)
 	return d, err
 }
 
 func (s *Store) ListDomains(ctx context.Context) ([]store.Domain, error) {
-	return list(ctx, s.rdb, "list domains", scanDomain, "SELECT name, postmaster, created_at FROM domains ORDER BY name")
+	return list(ctx, s.rdb, "list domains", scanDomain, "SELECT name, postmaster, dmarc_reject, dmarc_quarantine, created_at FROM domains ORDER BY name")
 }
 
 func (s *Store) UpdateDomain(ctx context.Context, d store.Domain) error {
+	if !validDMARCAction(d.DMARCReject) || !validDMARCAction(d.DMARCQuarantine) {
+		return fmt.Errorf("domain %s: DMARC action must be reject, junk or accept: %w", d.Name, store.ErrInvalid)
+	}
 	return s.write(ctx, nil, func(t *txn) error {
-		res, err := t.ExecContext(t.ctx, "UPDATE domains SET postmaster = ? WHERE name = ?", d.Postmaster, d.Name)
+		res, err := t.ExecContext(t.ctx, "UPDATE domains SET postmaster = ?, dmarc_reject = ?, dmarc_quarantine = ? WHERE name = ?", d.Postmaster, d.DMARCReject, d.DMARCQuarantine, d.Name)
 		if err != nil {
 			return fmt.Errorf("update domain %s: %w", d.Name, err)
 		}

@@ -139,6 +139,11 @@ CREATE TABLE sieve_scripts (
 	PRIMARY KEY(account_id, name)
 ) WITHOUT ROWID;
 `,
+	// 5: per-domain DMARC failure policy.
+	`
+ALTER TABLE domains ADD COLUMN dmarc_reject TEXT NOT NULL DEFAULT '';
+ALTER TABLE domains ADD COLUMN dmarc_quarantine TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrate brings the database to the newest schema version, one

@@ -125,12 +125,13 @@ func testDomains(t *testing.T, st store.Store) {
 	if len(ds) != 2 || ds[0].Name != "example.org" {
 		t.Fatalf("domains %+v", ds)
 	}
-	must(t, st.UpdateDomain(ctx(), store.Domain{Name: "example.org", Postmaster: "admin@example.org"}))
+	must(t, st.UpdateDomain(ctx(), store.Domain{Name: "example.org", Postmaster: "admin@example.org", DMARCReject: "junk", DMARCQuarantine: "accept"}))
 	d, err := st.GetDomain(ctx(), "example.org")
 	must(t, err)
-	if d.Postmaster != "admin@example.org" {
-		t.Fatalf("postmaster not updated: %+v", d)
+	if d.Postmaster != "admin@example.org" || d.DMARCReject != "junk" || d.DMARCQuarantine != "accept" {
+		t.Fatalf("domain not updated: %+v", d)
 	}
+	wantErr(t, st.UpdateDomain(ctx(), store.Domain{Name: "example.org", DMARCReject: "explode"}), store.ErrInvalid)
 	_, err = st.GetDomain(ctx(), "nope.example")
 	wantErr(t, err, store.ErrNotFound)
 	setup(t, st, "a@example.org")
