@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -51,6 +52,11 @@ type Options struct {
 	Logger   *slog.Logger
 	// Now is replaceable in tests.
 	Now func() time.Time
+	// MTASTSPolicy, when set, serves /.well-known/mta-sts.txt (RFC 8461)
+	// for Host "mta-sts.<domain>" when IsLocalDomain(domain): point the
+	// mta-sts name of each domain at an https "http" listener.
+	MTASTSPolicy  string
+	IsLocalDomain func(ctx context.Context, domain string) (bool, error)
 }
 
 type handler struct{ o Options }
@@ -69,6 +75,7 @@ func Handler(o Options) http.Handler {
 	h := &handler{o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/email", h.email)
+	mux.HandleFunc("GET /.well-known/mta-sts.txt", h.mtasts)
 	return mux
 }
 
@@ -225,4 +232,30 @@ func newID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// mtasts serves the MTA-STS policy of the domain named by the Host
+// header (mta-sts.<domain>), for our local domains only.
+func (h *handler) mtasts(w http.ResponseWriter, r *http.Request) {
+	host := strings.ToLower(r.Host)
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	domain, ok := strings.CutPrefix(host, "mta-sts.")
+	if !ok || h.o.MTASTSPolicy == "" || h.o.IsLocalDomain == nil {
+		http.NotFound(w, r)
+		return
+	}
+	local, err := h.o.IsLocalDomain(r.Context(), domain)
+	if err != nil {
+		http.Error(w, "temporary failure", http.StatusServiceUnavailable)
+		return
+	}
+	if !local {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Cache-Control", "max-age=86400")
+	io.WriteString(w, h.o.MTASTSPolicy)
 }

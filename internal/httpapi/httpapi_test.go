@@ -99,3 +99,26 @@ func TestEmail(t *testing.T) {
 		t.Fatalf("store down: %d", resp.StatusCode)
 	}
 }
+
+func TestMTASTSPolicy(t *testing.T) {
+	h := Handler(Options{MTASTSPolicy: "version: STSv1\nmode: enforce\nmx: mail.example.org\nmax_age: 604800\n",
+		IsLocalDomain: func(_ context.Context, d string) (bool, error) { return d == "example.org", nil }})
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	for _, c := range []struct {
+		host string
+		code int
+	}{{"mta-sts.example.org", 200}, {"mta-sts.example.org:443", 200}, {"mta-sts.other.example", 404}, {"example.org", 404}} {
+		req, _ := http.NewRequest("GET", srv.URL+"/.well-known/mta-sts.txt", nil)
+		req.Host = c.host
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || (c.code == 200 && !strings.Contains(string(b), "mx: mail.example.org")) {
+			t.Errorf("%s: %d %q", c.host, resp.StatusCode, b)
+		}
+	}
+}

@@ -1,16 +1,18 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/mailstead/mailstead/internal/config"
 	"github.com/mailstead/mailstead/internal/httpapi"
+	"github.com/mailstead/mailstead/internal/manage"
 )
 
 // apiHandler builds the handler of "http" listeners: the mail API.
-func apiHandler(cfg *config.Config, d httpapi.Deliverer, log *slog.Logger) (http.Handler, error) {
+func apiHandler(cfg *config.Config, d httpapi.Deliverer, isLocal func(context.Context, string) (bool, error), log *slog.Logger) (http.Handler, error) {
 	token := ""
 	if sec := cfg.API.Token(); sec.IsSet() {
 		t, err := sec.Value()
@@ -25,5 +27,9 @@ func apiHandler(cfg *config.Config, d httpapi.Deliverer, log *slog.Logger) (http
 		MaxBytes:  int64(cfg.Limits.MaxMessageSize),
 		Hostname:  cfg.Hostname,
 		Logger:    log,
+		// The MTA-STS policy every local domain publishes (see `mailstead
+		// dns records`), served to https requests for mta-sts.<domain>.
+		MTASTSPolicy:  manage.STSPolicyText(cfg.Hostname),
+		IsLocalDomain: isLocal,
 	}), nil
 }

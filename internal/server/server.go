@@ -280,7 +280,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			}
 			l.srv, serve = srv, srv.Serve
 		case config.ProtoHTTP:
-			h, err := apiHandler(cfg, deliv, llog)
+			h, err := apiHandler(cfg, deliv, deliv.IsLocalDomain, llog)
 			if err != nil {
 				closeAll()
 				return fmt.Errorf("listener %s: %w", lc.Name, err)
