@@ -12,6 +12,7 @@
 #   MIXED_CLIENTS="10 50"  MIXED_MSGS=1000  MIXED_DURATION=30s
 #   IDLE_SESSIONS=2000  IDLE_ACCOUNTS=40  IDLE_DELIVERIES=50
 #   SERVERS="mailstead dovecot"
+#   MODES="big mixed idle idle-tls"   idle-tls: the idle run over implicit TLS
 #   ARGON2_IDLE=1     also run mailstead's idle mode with argon2id accounts
 #
 # Accounts: every account on both servers has the same SHA512-CRYPT password
@@ -29,6 +30,7 @@ IDLE_SESSIONS=${IDLE_SESSIONS:-2000}
 IDLE_ACCOUNTS=${IDLE_ACCOUNTS:-40}
 IDLE_DELIVERIES=${IDLE_DELIVERIES:-50}
 SERVERS=${SERVERS:-"mailstead dovecot"}
+MODES=${MODES:-"big mixed idle idle-tls"}
 ARGON2_IDLE=${ARGON2_IDLE:-1}
 PASS="bench pw"
 DOMAIN=bench.example.test
@@ -79,6 +81,10 @@ name = "imap"
 protocol = "imap"
 address = "127.0.0.1:0"
 allow_insecure_auth = true
+[[listener]]
+name = "imaps"
+protocol = "imaps"
+address = "127.0.0.1:0"
 [limits]
 imap_connections_per_user_ip = 50
 TOML
@@ -96,6 +102,7 @@ TOML
   pid=$!
   for _ in $(seq 1 200); do [ -s "$dir/ready.json" ] && break; sleep 0.05; done
   imap=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listeners"]["imap"])' "$dir/ready.json")
+  imaps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listeners"]["imaps"])' "$dir/ready.json")
   deliver=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["listeners"]["smtp"])' "$dir/ready.json")
   lmtp=
 }
@@ -106,9 +113,12 @@ start_dovecot() {
     apt-get install -y -qq --no-install-recommends dovecot-imapd dovecot-lmtpd >/dev/null
   }
   mkdir -p "$dir/run" "$dir/mail"
-  local iport lport n=0
+  local iport sport lport n=0
   iport=$(free_port)
+  sport=$(free_port)
   lport=$(free_port)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
   # One uid per account: Dovecot's IDLE uses one inotify instance per
   # imap process, and the kernel allows 128 per uid by default
   # (fs.inotify.max_user_instances); 50 sessions per account stay below.
@@ -129,7 +139,9 @@ instance_name = imapbench
 log_path = $dir/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <$dir/cert.pem
+ssl_key = <$dir/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
@@ -150,7 +162,8 @@ service imap-login {
     port = $iport
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $sport
   }
 }
 service imap {
@@ -175,6 +188,7 @@ CONF
     sleep 0.1
   done
   imap=127.0.0.1:$iport
+  imaps=127.0.0.1:$sport
   deliver=127.0.0.1:$lport
   lmtp=-lmtp
 }
@@ -191,7 +205,7 @@ bench() {
   local server=$1 label=$2
   shift 2
   echo "### $server: $label"
-  "$TOOL" -addr "$imap" -pass "$PASS" -pid "$pid" -json-file "$work/$server.$label.json" "$@" || echo "(exit status $?)"
+  "$TOOL" -addr "$addr" -pass "$PASS" -pid "$pid" -json-file "$work/$server.$label.json" "$@" || echo "(exit status $?)"
 }
 
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -202,12 +216,25 @@ for server in $SERVERS; do
   "start_$server"
   echo "## $server (pid $pid, imap $imap, delivery $deliver), RSS at start $(rss_mib "$pid") MiB"
   t0=$(date +%s)
-  bench "$server" big -mode big -user "big@$DOMAIN" -messages "$BIG" -v
-  for c in $MIXED_CLIENTS; do
-    bench "$server" "mixed$c" -mode mixed -accounts "mixed%d@$DOMAIN" -clients "$c" -messages "$MIXED_MSGS" -duration "$MIXED_DURATION" -v
-  done
-  bench "$server" idle -mode idle -accounts "idle%d@$DOMAIN" -num-accounts "$IDLE_ACCOUNTS" -sessions "$IDLE_SESSIONS" \
-    -deliveries "$IDLE_DELIVERIES" -smtp "$deliver" $lmtp -v
+  addr=$imap
+  case " $MODES " in *" big "*)
+    bench "$server" big -mode big -user "big@$DOMAIN" -messages "$BIG" -v ;;
+  esac
+  case " $MODES " in *" mixed "*)
+    for c in $MIXED_CLIENTS; do
+      bench "$server" "mixed$c" -mode mixed -accounts "mixed%d@$DOMAIN" -clients "$c" -messages "$MIXED_MSGS" -duration "$MIXED_DURATION" -v
+    done ;;
+  esac
+  case " $MODES " in *" idle "*)
+    bench "$server" idle -mode idle -accounts "idle%d@$DOMAIN" -num-accounts "$IDLE_ACCOUNTS" -sessions "$IDLE_SESSIONS" \
+      -deliveries "$IDLE_DELIVERIES" -smtp "$deliver" $lmtp -v ;;
+  esac
+  case " $MODES " in *" idle-tls "*)
+    addr=$imaps
+    bench "$server" idle-tls -mode idle -tls implicit -accounts "idle%d@$DOMAIN" -num-accounts "$IDLE_ACCOUNTS" -sessions "$IDLE_SESSIONS" \
+      -deliveries "$IDLE_DELIVERIES" -smtp "$deliver" $lmtp -v
+    addr=$imap ;;
+  esac
   if [ "$server" = mailstead ] && [ "$ARGON2_IDLE" = 1 ]; then
     bench "$server" idle-argon2 -mode idle -accounts "argon%d@$DOMAIN" -num-accounts "$IDLE_ACCOUNTS" -sessions "$IDLE_SESSIONS" \
       -deliveries 5 -smtp "$deliver" -v
@@ -239,12 +266,13 @@ def row(name, f):
             vals.append("-")
     rows.append([name] + vals)
 big = {s: load(s, "big") for s in servers}
-row("big: messages", lambda s: str(big[s]["Messages"]))
-row("big: fill rate (msg/s, MULTIAPPEND)", lambda s: f'{big[s]["Appended"] / (big[s]["AppendTime"] / 1e9):.0f}')
-for i, op in enumerate(["SELECT", "UID FETCH 1:* (FLAGS)", "UID SEARCH UNSEEN", "SEARCH TEXT", "FETCH 1:100 BODY.PEEK[]"]):
-    row(f"big: {op} first/best ms", lambda s, i=i: f'{ms(big[s]["Ops"][i]["First"])} / {ms(big[s]["Ops"][i]["Best"])}')
-row("big: hits UNSEEN / TEXT (expected)", lambda s: f'{big[s]["Ops"][2]["Count"]} / {big[s]["Ops"][3]["Count"]} ({big[s]["WantUnseen"]} / {big[s]["WantWord"]})')
-row("big: server PSS after, MiB", lambda s: mib(big[s]["MemAfter"]["PSS"]))
+if any(big.values()):
+    row("big: messages", lambda s: str(big[s]["Messages"]))
+    row("big: fill rate (msg/s, MULTIAPPEND)", lambda s: f'{big[s]["Appended"] / (big[s]["AppendTime"] / 1e9):.0f}')
+    for i, op in enumerate(["SELECT", "UID FETCH 1:* (FLAGS)", "UID SEARCH UNSEEN", "SEARCH TEXT", "FETCH 1:100 BODY.PEEK[]"]):
+        row(f"big: {op} first/best ms", lambda s, i=i: f'{ms(big[s]["Ops"][i]["First"])} / {ms(big[s]["Ops"][i]["Best"])}')
+    row("big: hits UNSEEN / TEXT (expected)", lambda s: f'{big[s]["Ops"][2]["Count"]} / {big[s]["Ops"][3]["Count"]} ({big[s]["WantUnseen"]} / {big[s]["WantWord"]})')
+    row("big: server PSS after, MiB", lambda s: mib(big[s]["MemAfter"]["PSS"]))
 labels = sorted([f[len(servers[0]) + 1:-5] for f in os.listdir(work) if f.startswith(servers[0] + ".mixed")], key=lambda l: int(l[5:]))
 for l in labels:
     m = {s: load(s, l) for s in servers}
@@ -255,13 +283,16 @@ for l in labels:
         return f'{ms(o["P99"])} ({o["Op"]})'
     row(f"{l}: p99 of the slowest command, ms", slowest)
     row(f"{l}: server PSS under load, MiB", lambda s: mib(m[s]["MemLoaded"]["PSS"]))
-idle = {s: load(s, "idle") for s in servers}
-row("idle: sessions", lambda s: str(idle[s]["Sessions"]))
-row("idle: per session RSS / PSS, KiB", lambda s: f'{idle[s]["PerSessionRSS"] / 1024:.0f} / {idle[s]["PerSessionPSS"] / 1024:.0f}')
-row("idle: server RSS / PSS all idle, MiB", lambda s: f'{mib(idle[s]["MemIdle"]["RSS"])} / {mib(idle[s]["MemIdle"]["PSS"])}')
-row("idle: delivery->EXISTS in the first session, mean/p99 ms", lambda s: f'{ms(idle[s]["First"]["Mean"])} / {ms(idle[s]["First"]["P99"])}')
-row("idle: delivery->EXISTS in all the account's sessions, mean/p99 ms", lambda s: f'{ms(idle[s]["All"]["Mean"])} / {ms(idle[s]["All"]["P99"])}')
-row("idle: missed / disconnects", lambda s: f'{idle[s]["Missed"]} / {idle[s]["UnexpectedDisconnects"]}')
+for l in ("idle", "idle-tls"):
+    idle = {s: load(s, l) for s in servers}
+    if not any(idle.values()):
+        continue
+    row(f"{l}: sessions", lambda s: str(idle[s]["Sessions"]))
+    row(f"{l}: per session RSS / PSS, KiB", lambda s: f'{idle[s]["PerSessionRSS"] / 1024:.0f} / {idle[s]["PerSessionPSS"] / 1024:.0f}')
+    row(f"{l}: server RSS / PSS all idle, MiB", lambda s: f'{mib(idle[s]["MemIdle"]["RSS"])} / {mib(idle[s]["MemIdle"]["PSS"])}')
+    row(f"{l}: delivery->EXISTS in the first session, mean/p99 ms", lambda s: f'{ms(idle[s]["First"]["Mean"])} / {ms(idle[s]["First"]["P99"])}')
+    row(f"{l}: delivery->EXISTS in all the account's sessions, mean/p99 ms", lambda s: f'{ms(idle[s]["All"]["Mean"])} / {ms(idle[s]["All"]["P99"])}')
+    row(f"{l}: missed deliveries / disconnects", lambda s: f'{idle[s]["Missed"]} / {idle[s]["UnexpectedDisconnects"]}')
 w = [max(len(r[i]) for r in rows + [["", *servers]]) for i in range(len(servers) + 1)]
 print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(["", *servers])) + " |")
 print("|" + "|".join("-" * (x + 2) for x in w) + "|")

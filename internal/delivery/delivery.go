@@ -51,6 +51,7 @@ type Store interface {
 	GetDomain(ctx context.Context, name string) (store.Domain, error)
 	GetAccount(ctx context.Context, address string) (store.Account, error)
 	GetAlias(ctx context.Context, address string) (store.Alias, error)
+	GetReverseAlias(ctx context.Context, address string) (store.ReverseAlias, error)
 	ListAccounts(ctx context.Context, domain string) ([]store.Account, error)
 	Deliver(ctx context.Context, d store.Delivery) ([]store.Delivered, error)
 }
@@ -286,6 +287,10 @@ func (s storeDir) Account(a string) (store.Account, bool, error) {
 }
 
 func (s storeDir) Alias(a string) (store.Alias, bool, error) { return found(s.d.st.GetAlias(s.ctx, a)) }
+
+func (s storeDir) ReverseAlias(a string) (store.ReverseAlias, bool, error) {
+	return found(s.d.st.GetReverseAlias(s.ctx, a))
+}
 
 func (s storeDir) Postmaster(domain string) (store.Account, bool, error) {
 	return found(s.d.postmaster(s.ctx, domain))

@@ -42,7 +42,10 @@ type Options struct {
 	// LookupTXT verifies earlier ARC sets (nil: the chain is not checked
 	// and a new set says cv=none only when there is no earlier set).
 	LookupTXT arc.LookupTXT
-	Logger    *slog.Logger
+	// Store and Signer enable "rewrite" mode and reverse-alias replies.
+	Store  Store
+	Signer Signer
+	Logger *slog.Logger
 }
 
 // Forwarder implements delivery.Forwarder.
@@ -124,7 +127,36 @@ func (f *Forwarder) Forward(ctx context.Context, env delivery.Envelope, blob sto
 	type key struct{ from, dest, sealDomain string }
 	groups := map[key]*store.QueueEntry{}
 	seals := map[string][]byte{}
+	var out []store.QueueEntry
 	for _, e := range ext {
+		switch {
+		case e.Mode == "rewrite":
+			q, err := f.rewriteForward(ctx, env, blob, e)
+			if err != nil {
+				return nil, fmt.Errorf("forward to %s: %w", e.Address, err)
+			}
+			q.Transport, q.Destination = "smtp", domainOf(e.Address)
+			q.Recipients = []store.QueueRecipient{{Address: e.Address}}
+			out = append(out, q)
+			f.o.Logger.Info("forwarding", "alias", e.Alias, "to", e.Address, "mode", e.Mode, "from", env.From, "envelope_from", q.From)
+			continue
+		case e.Mode == routing.ModeReply:
+			q, ok, err := f.rewriteReply(ctx, env, blob, e)
+			if err != nil {
+				return nil, fmt.Errorf("reply to %s: %w", e.Address, err)
+			}
+			if !ok {
+				// Accept and drop, as a 5xx would tell a forger which
+				// reverse aliases exist.
+				f.o.Logger.Warn("reverse alias used by someone who does not own its alias; dropped", "alias", e.Alias, "from", env.From)
+				continue
+			}
+			q.Transport, q.Destination = "smtp", domainOf(e.Address)
+			q.Recipients = []store.QueueRecipient{{Address: e.Address}}
+			out = append(out, q)
+			f.o.Logger.Info("forwarding", "alias", e.Alias, "to", e.Address, "mode", e.Mode, "from", env.From)
+			continue
+		}
 		from, err := f.sender(ctx, env.From, e)
 		if err != nil {
 			return nil, fmt.Errorf("forward to %s: %w", e.Address, err)
@@ -151,7 +183,6 @@ func (f *Forwarder) Forward(ctx context.Context, env delivery.Envelope, blob sto
 		}
 		f.o.Logger.Info("forwarding", "alias", e.Alias, "to", e.Address, "mode", e.Mode, "from", env.From, "envelope_from", from, "arc", len(q.Prefix) > 0)
 	}
-	var out []store.QueueEntry
 	for _, q := range groups {
 		out = append(out, *q)
 	}

@@ -409,12 +409,14 @@ func (r *Runner) process(ctx context.Context, id int64) time.Time {
 	return r.record(ctx, e, results, time.Since(start))
 }
 
+// entryMessage is Prefix followed by the blob from Skip on.
 type entryMessage struct {
 	prefix []byte
+	skip   int64
 	blob   store.BlobReader
 }
 
-func (m *entryMessage) Size() int64  { return int64(len(m.prefix)) + m.blob.Size() }
+func (m *entryMessage) Size() int64  { return int64(len(m.prefix)) + m.blob.Size() - m.skip }
 func (m *entryMessage) Close() error { return m.blob.Close() }
 func (m *entryMessage) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
@@ -425,7 +427,7 @@ func (m *entryMessage) ReadAt(p []byte, off int64) (int, error) {
 		}
 		off += int64(n)
 	}
-	k, err := m.blob.ReadAt(p[n:], off-int64(len(m.prefix)))
+	k, err := m.blob.ReadAt(p[n:], off-int64(len(m.prefix))+m.skip)
 	return n + k, err
 }
 
@@ -434,7 +436,11 @@ func (r *Runner) open(ctx context.Context, e *store.QueueEntry) (*entryMessage, 
 	if err != nil {
 		return nil, err
 	}
-	return &entryMessage{prefix: e.Prefix, blob: b}, nil
+	skip := e.Skip
+	if skip < 0 || skip > b.Size() {
+		skip = 0
+	}
+	return &entryMessage{prefix: e.Prefix, skip: skip, blob: b}, nil
 }
 
 // record merges an attempt's results into the stored entry and decides

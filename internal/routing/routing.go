@@ -51,6 +51,8 @@ type Directory interface {
 	Alias(addr string) (store.Alias, bool, error)
 	// Postmaster returns the account for postmaster@/abuse@ of domain.
 	Postmaster(domain string) (store.Account, bool, error)
+	// ReverseAlias looks up a reverse alias of rewrite-mode forwarding.
+	ReverseAlias(addr string) (store.ReverseAlias, bool, error)
 }
 
 // Local is a local delivery target.
@@ -97,6 +99,11 @@ type Options struct {
 	ReverseSRS func(addr string) (string, error)
 }
 
+// ModeReply marks an External target reached through a reverse alias: a
+// reply from the alias's owner to an outside correspondent, sent as if
+// from the alias (the forwarder checks the sender is the owner).
+const ModeReply = "reply"
+
 // ModeSRSReverse marks an External target that returns a bounce to the
 // original sender of mail we forwarded with SRS.
 const ModeSRSReverse = "srs-reverse"
@@ -115,6 +122,12 @@ func Resolve(dir Directory, rcpt address.Address, opts Options) (Resolution, err
 	found, err := r.exact(rcpt.String(), "", 0)
 	if err != nil || found {
 		return res, r.finish(err)
+	}
+	if ra, ok, err := dir.ReverseAlias(rcpt.String()); err != nil {
+		return res, err
+	} else if ok {
+		res.External = append(res.External, External{Address: ra.Contact, Mode: ModeReply, Alias: ra.Alias})
+		return res, nil
 	}
 	if opts.ReverseSRS != nil && isSRS(rcpt.Local) {
 		orig, err := opts.ReverseSRS(rcpt.String())

@@ -16,6 +16,7 @@ type dir struct {
 	accounts   []store.Account
 	aliases    []store.Alias
 	postmaster map[string]string
+	reverse    []store.ReverseAlias
 	fail       bool
 }
 
@@ -44,6 +45,15 @@ func (d *dir) Alias(a string) (store.Alias, bool, error) {
 		}
 	}
 	return store.Alias{}, false, nil
+}
+
+func (d *dir) ReverseAlias(a string) (store.ReverseAlias, bool, error) {
+	for _, r := range d.reverse {
+		if strings.EqualFold(r.Address, a) {
+			return r, true, nil
+		}
+	}
+	return store.ReverseAlias{}, false, nil
 }
 
 func (d *dir) Postmaster(dom string) (store.Account, bool, error) {
@@ -257,5 +267,14 @@ func TestResolveSRSBounce(t *testing.T) {
 	// Without SRS configured, such an address is an ordinary one.
 	if res, err := Resolve(d, address.Address{Local: "SRS0=bad=TT=x.example=y", Domain: "example.org"}, Options{}); err != nil || len(res.Local) != 1 {
 		t.Fatalf("no srs: %v %+v", err, res)
+	}
+}
+
+func TestResolveReverseAlias(t *testing.T) {
+	d := world()
+	d.reverse = []store.ReverseAlias{{Address: "ra-xyz@example.org", Alias: "shop-xyz-123@example.org", Contact: "sales@store.example"}}
+	res, err := Resolve(d, address.Address{Local: "RA-xyz", Domain: "example.org"}, Options{})
+	if err != nil || len(res.External) != 1 || res.External[0].Address != "sales@store.example" || res.External[0].Mode != ModeReply || res.External[0].Alias != "shop-xyz-123@example.org" {
+		t.Fatalf("%v %+v", err, res)
 	}
 }

@@ -70,6 +70,8 @@ func newForwarder(cfg *config.Config, st store.Store, res dnsresolver.Resolver, 
 			return err == nil, err
 		},
 		LookupTXT: res.LookupTXT,
+		Store:     st,
+		Signer:    DKIMKeys(cfg),
 		Logger:    log,
 	})
 	var reverse func(string) (string, error)

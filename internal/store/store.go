@@ -276,7 +276,11 @@ type QueueEntry struct {
 	BlobID int64
 	Size   int64 // blob size (read-only)
 	// Prefix is prepended to the blob when sending (e.g. DKIM-Signature).
-	Prefix      []byte
+	Prefix []byte
+	// Skip is how many leading bytes of the blob are not sent: a
+	// forwarder that rewrites the header puts the new header in Prefix
+	// and skips the original one, so the shared blob stays unchanged.
+	Skip        int64
 	From        string // envelope sender, "" for <>
 	Transport   string // "smtp", "http", ...
 	Destination string // domain or target name
@@ -314,6 +318,17 @@ type Alias struct {
 	// may send as it); 0 for none.
 	OwnerAccountID int64
 	CreatedAt      time.Time
+}
+
+// ReverseAlias is an address in our domain that stands for an outside
+// correspondent of an alias in "rewrite" forwarding mode: mail forwarded
+// from Contact shows it as From, and replies to it from the alias's owner
+// go back to Contact as if sent from the alias.
+type ReverseAlias struct {
+	Address   string // local@domain
+	Alias     string // the alias it belongs to
+	Contact   string // the correspondent's address
+	CreatedAt time.Time
 }
 
 // SieveScript is a user's (AccountID > 0) or a global (AccountID 0,
@@ -451,6 +466,11 @@ type Store interface {
 	// ForwardMode and OwnerAccountID.
 	UpdateAlias(ctx context.Context, a Alias) error
 	DeleteAlias(ctx context.Context, address string) error
+
+	// ReverseAlias returns the reverse alias of (alias, contact), creating
+	// it (as newAddress) when there is none.
+	ReverseAlias(ctx context.Context, alias, contact, newAddress string) (ReverseAlias, error)
+	GetReverseAlias(ctx context.Context, address string) (ReverseAlias, error)
 
 	// Sieve scripts. At most one script per account is active;
 	// PutSieveScript keeps the Active flag of an existing script.

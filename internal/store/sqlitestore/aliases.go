@@ -209,3 +209,44 @@ func (s *Store) DeleteSieveScript(ctx context.Context, accountID int64, name str
 		return err
 	})
 }
+
+func scanReverse(r scanner) (store.ReverseAlias, error) {
+	var ra store.ReverseAlias
+	var created int64
+	err := r.Scan(&ra.Address, &ra.Alias, &ra.Contact, &created)
+	ra.CreatedAt = time.Unix(created, 0)
+	return ra, err
+}
+
+func (s *Store) ReverseAlias(ctx context.Context, alias, contact, newAddress string) (store.ReverseAlias, error) {
+	var ra store.ReverseAlias
+	if alias == "" || contact == "" || !strings.Contains(newAddress, "@") {
+		return ra, fmt.Errorf("reverse alias: %w", store.ErrInvalid)
+	}
+	err := s.write(ctx, nil, func(t *txn) error {
+		var err error
+		ra, err = scanReverse(t.QueryRowContext(t.ctx, "SELECT address, alias, contact, created_at FROM reverse_aliases WHERE alias_key = ? AND contact_key = ?", addressKey(alias), addressKey(contact)))
+		if err == nil {
+			return nil
+		}
+		if err != sql.ErrNoRows {
+			return err
+		}
+		_, err = t.ExecContext(t.ctx, "INSERT INTO reverse_aliases(address_key, address, alias_key, alias, contact_key, contact, created_at) VALUES(?,?,?,?,?,?,?)",
+			addressKey(newAddress), newAddress, addressKey(alias), alias, addressKey(contact), contact, t.now.Unix())
+		if isUnique(err) {
+			return fmt.Errorf("reverse alias %s: %w", newAddress, store.ErrExists)
+		}
+		ra = store.ReverseAlias{Address: newAddress, Alias: alias, Contact: contact, CreatedAt: time.Unix(t.now.Unix(), 0)}
+		return err
+	})
+	return ra, err
+}
+
+func (s *Store) GetReverseAlias(ctx context.Context, address string) (store.ReverseAlias, error) {
+	ra, err := scanReverse(s.rdb.QueryRowContext(ctx, "SELECT address, alias, contact, created_at FROM reverse_aliases WHERE address_key = ?", addressKey(address)))
+	if err != nil {
+		return ra, readErr("reverse alias "+address, err)
+	}
+	return ra, nil
+}

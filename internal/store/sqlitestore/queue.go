@@ -10,13 +10,13 @@ import (
 	"github.com/mailstead/mailstead/internal/store"
 )
 
-const queueCols = "q.id, q.blob_id, b.size, q.prefix, q.mail_from, q.transport, q.destination, q.recipients, q.state, q.attempts, q.next_attempt, q.last_error, q.created_at, q.warned_at, q.dsn_ret, q.dsn_envid, q.account_id"
+const queueCols = "q.id, q.blob_id, b.size, q.prefix, q.skip, q.mail_from, q.transport, q.destination, q.recipients, q.state, q.attempts, q.next_attempt, q.last_error, q.created_at, q.warned_at, q.dsn_ret, q.dsn_envid, q.account_id"
 
 func scanQueue(row scanner) (store.QueueEntry, error) {
 	var e store.QueueEntry
 	var rcpts, state string
 	var next, created, warned int64
-	err := row.Scan(&e.ID, &e.BlobID, &e.Size, &e.Prefix, &e.From, &e.Transport, &e.Destination, &rcpts, &state, &e.Attempts, &next, &e.LastError, &created, &warned, &e.DSNRet, &e.DSNEnvID, &e.AccountID)
+	err := row.Scan(&e.ID, &e.BlobID, &e.Size, &e.Prefix, &e.Skip, &e.From, &e.Transport, &e.Destination, &rcpts, &state, &e.Attempts, &next, &e.LastError, &created, &warned, &e.DSNRet, &e.DSNEnvID, &e.AccountID)
 	if err != nil {
 		return e, err
 	}
@@ -44,8 +44,8 @@ func (t *txn) enqueue(q store.QueueEntry) (int64, error) {
 	if next.IsZero() {
 		next = t.now
 	}
-	res, err := t.ExecContext(t.ctx, `INSERT INTO queue(blob_id, prefix, mail_from, transport, destination, recipients, state, next_attempt, created_at, dsn_ret, dsn_envid, account_id)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`, q.BlobID, q.Prefix, q.From, q.Transport, q.Destination, string(rcpts), string(q.State), next.UnixNano(), t.now.UnixNano(), q.DSNRet, q.DSNEnvID, q.AccountID)
+	res, err := t.ExecContext(t.ctx, `INSERT INTO queue(blob_id, prefix, skip, mail_from, transport, destination, recipients, state, next_attempt, created_at, dsn_ret, dsn_envid, account_id)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)`, q.BlobID, q.Prefix, q.Skip, q.From, q.Transport, q.Destination, string(rcpts), string(q.State), next.UnixNano(), t.now.UnixNano(), q.DSNRet, q.DSNEnvID, q.AccountID)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}

@@ -144,6 +144,21 @@ CREATE TABLE sieve_scripts (
 ALTER TABLE domains ADD COLUMN dmarc_reject TEXT NOT NULL DEFAULT '';
 ALTER TABLE domains ADD COLUMN dmarc_quarantine TEXT NOT NULL DEFAULT '';
 `,
+	// 6: reverse aliases (rewrite-mode forwarding) and header-rewriting
+	// queue entries.
+	`
+CREATE TABLE reverse_aliases (
+	address_key   TEXT PRIMARY KEY,
+	address       TEXT NOT NULL,
+	alias_key     TEXT NOT NULL,
+	alias         TEXT NOT NULL,
+	contact_key   TEXT NOT NULL,
+	contact       TEXT NOT NULL,
+	created_at    INTEGER NOT NULL,
+	UNIQUE(alias_key, contact_key)
+) WITHOUT ROWID;
+ALTER TABLE queue ADD COLUMN skip INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate brings the database to the newest schema version, one

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		{"Queue", testQueue},
 		{"Aliases", testAliases},
 		{"Sieve", testSieve},
+		{"ReverseAliases", testReverseAliases},
 		{"Concurrency", testConcurrency},
 	}
 	for _, tt := range tests {
@@ -619,7 +620,7 @@ func testQueue(t *testing.T, st store.Store) {
 		Recipients: []store.Recipient{{AccountID: acc.ID, MailboxName: "Sent"}},
 		Queue: []store.QueueEntry{
 			{From: "a@example.org", Transport: "smtp", Destination: "example.net", Recipients: []store.QueueRecipient{{Address: "x@example.net", Notify: []string{"FAILURE"}}, {Address: "y@example.net"}}, DSNRet: "HDRS", AccountID: acc.ID, Prefix: []byte("DKIM-Signature: x\r\n")},
-			{From: "a@example.org", Transport: "smtp", Destination: "example.com", Recipients: []store.QueueRecipient{{Address: "z@example.com"}}},
+			{From: "a@example.org", Transport: "smtp", Destination: "example.com", Recipients: []store.QueueRecipient{{Address: "z@example.com"}}, Skip: 12},
 		},
 	})
 	must(t, err)
@@ -655,7 +656,7 @@ func testQueue(t *testing.T, st store.Store) {
 		t.Fatalf("after update %+v", got)
 	}
 	due, _ = st.QueueDue(ctx(), now.Add(time.Second), 10)
-	if len(due) != 1 || due[0].ID != d[2].QueueID {
+	if len(due) != 1 || due[0].ID != d[2].QueueID || due[0].Skip != 12 {
 		t.Fatalf("due after defer %+v", due)
 	}
 	// Held entries are never due.
@@ -781,4 +782,28 @@ func testSieve(t *testing.T, st store.Store) {
 	if _, err := st.GetSieveScript(ctx(), 0, "before"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func testReverseAliases(t *testing.T, st store.Store) {
+	setup(t, st, "a@example.org")
+	ra, err := st.ReverseAlias(ctx(), "shop@example.org", "Sales@Store.example", "ra-abc@example.org")
+	must(t, err)
+	if ra.Address != "ra-abc@example.org" || ra.Contact != "Sales@Store.example" {
+		t.Fatalf("%+v", ra)
+	}
+	// Same pair: the existing one, whatever new address is offered.
+	again, err := st.ReverseAlias(ctx(), "SHOP@example.org", "sales@store.example", "ra-other@example.org")
+	must(t, err)
+	if again.Address != "ra-abc@example.org" {
+		t.Fatalf("second lookup created %+v", again)
+	}
+	got, err := st.GetReverseAlias(ctx(), "RA-ABC@example.org")
+	must(t, err)
+	if got.Alias != "shop@example.org" {
+		t.Fatalf("%+v", got)
+	}
+	_, err = st.GetReverseAlias(ctx(), "ra-none@example.org")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = st.ReverseAlias(ctx(), "shop@example.org", "other@store.example", "ra-abc@example.org")
+	wantErr(t, err, store.ErrExists)
 }
