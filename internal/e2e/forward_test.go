@@ -65,6 +65,44 @@ ca_file = %q
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Rewrite mode: the copy at B comes from a reverse alias in A's domain,
+	// signed by A, and bob's reply to it is sent on as if from the alias.
+	a.MustCLI("", "alias", "add", "rw@example.test", "bob@remote.example", "--forward", "rewrite")
+	if err := SendMail(a.Addr("smtp"), "x@sender.example", []string{"rw@example.test"}, []byte("From: Shop <x@sender.example>\r\nTo: rw@example.test\r\nSubject: rewritten\r\n\r\nhello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for len(listMessages(t, b, "bob@remote.example", "INBOX")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("rewritten copy never arrived\nA:\n%s", tail(a.Log(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	raw = b.MustCLI("", "message", "cat", "bob@remote.example", "INBOX", "2")
+	for _, want := range []string{"Return-Path: <rw@example.test>", "X-Original-From: x@sender.example", "DKIM-Signature:", "d=example.test", "Subject: rewritten"} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("rewritten copy lacks %q:\n%s", want, raw)
+		}
+	}
+	if strings.Contains(raw, "<x@sender.example>") {
+		t.Errorf("rewritten copy still shows the original From:\n%s", raw)
+	}
+	i := strings.Index(raw, "<ra-")
+	if i < 0 {
+		t.Fatalf("no reverse alias in:\n%s", raw)
+	}
+	ra := raw[i+1 : i+strings.IndexByte(raw[i:], '>')]
+	if err := SendMail(a.Addr("smtp"), "bob@remote.example", []string{ra}, []byte("From: bob@remote.example\r\nTo: "+ra+"\r\nSubject: Re: rewritten\r\n\r\nthanks\r\n")); err != nil {
+		t.Fatalf("reply to the reverse alias: %v", err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for !strings.Contains(a.Log(), "mode=reply") {
+		if time.Now().After(deadline) {
+			t.Fatalf("reply through the reverse alias not forwarded\nA:\n%s", tail(a.Log(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// A forged SRS address is refused.
 	err := SendMail(a.Addr("smtp"), "", []string{"SRS0=AAAA=ZZ=sender.example=x@example.test"}, []byte("Subject: forged\r\n\r\nx\r\n"))
 	if err == nil || !strings.Contains(err.Error(), "550") {
