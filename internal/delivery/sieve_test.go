@@ -46,7 +46,7 @@ if header :contains "subject" "forward" { redirect "bob@elsewhere.example"; }
 	put(0, "before", `require ["fileinto"]; if header :is "x-spam-test" "yes" { fileinto "Junk"; stop; }`, false)
 	rp := &replies{}
 	fw := &recordingForwarder{}
-	d := New(f.st, Options{SubaddressDelimiter: "+", TmpDir: t.TempDir(), Sieve: f.st, Replier: rp, Forwarder: fw, Hostname: "mail.example.org"})
+	d := New(f.st, Options{SubaddressDelimiter: "+", TmpDir: t.TempDir(), Sieve: f.st, VacationLog: StoreReplyLog{St: f.st}, Replier: rp, Forwarder: fw, Hostname: "mail.example.org"})
 	send := func(subject string, extra string) ([]store.Delivered, error) {
 		tg, err := d.Resolve(ctx, "bob@example.org")
 		if err != nil {

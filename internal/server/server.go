@@ -142,6 +142,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	deliv := delivery.New(st, delivery.Options{
 		Forwarder:           forwarder,
 		Sieve:               st,
+		VacationLog:         delivery.StoreReplyLog{St: st},
 		Policy:              domainPolicy(st),
 		Replier:             replier,
 		Hostname:            cfg.Hostname,

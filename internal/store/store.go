@@ -472,6 +472,11 @@ type Store interface {
 	ReverseAlias(ctx context.Context, alias, contact, newAddress string) (ReverseAlias, error)
 	GetReverseAlias(ctx context.Context, address string) (ReverseAlias, error)
 
+	// ReserveReply records an automatic reply (sieve vacation) of
+	// accountID to sender under handle at now, unless one was recorded
+	// within period, and reports whether the reply may be sent. Atomic.
+	ReserveReply(ctx context.Context, accountID int64, sender, handle string, now time.Time, period time.Duration) (bool, error)
+
 	// Sieve scripts. At most one script per account is active;
 	// PutSieveScript keeps the Active flag of an existing script.
 	PutSieveScript(ctx context.Context, sc SieveScript) error

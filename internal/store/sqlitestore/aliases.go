@@ -250,3 +250,29 @@ func (s *Store) GetReverseAlias(ctx context.Context, address string) (store.Reve
 	}
 	return ra, nil
 }
+
+func (s *Store) ReserveReply(ctx context.Context, accountID int64, sender, handle string, now time.Time, period time.Duration) (bool, error) {
+	ok := false
+	err := s.write(ctx, nil, func(t *txn) error {
+		ok = false
+		var last int64
+		err := t.QueryRowContext(t.ctx, "SELECT last FROM replies WHERE account_id = ? AND sender = ? AND handle = ?", accountID, strings.ToLower(sender), handle).Scan(&last)
+		if err != nil && err != sql.ErrNoRows {
+			return err
+		}
+		if err == nil && now.Sub(time.Unix(0, last)) < period {
+			return nil
+		}
+		if _, err := t.ExecContext(t.ctx, "INSERT OR REPLACE INTO replies(account_id, sender, handle, last) VALUES(?,?,?,?)", accountID, strings.ToLower(sender), handle, now.UnixNano()); err != nil {
+			return err
+		}
+		// Forget records older than any period a script may ask for
+		// (RFC 5230 caps :days at what the server allows; ours: 1 year).
+		if _, err := t.ExecContext(t.ctx, "DELETE FROM replies WHERE last < ?", now.Add(-366*24*time.Hour).UnixNano()); err != nil {
+			return err
+		}
+		ok = true
+		return nil
+	})
+	return ok, err
+}

@@ -159,6 +159,17 @@ CREATE TABLE reverse_aliases (
 ) WITHOUT ROWID;
 ALTER TABLE queue ADD COLUMN skip INTEGER NOT NULL DEFAULT 0;
 `,
+	// 7: automatic replies sent (sieve vacation rate limit).
+	`
+CREATE TABLE replies (
+	account_id INTEGER NOT NULL,
+	sender     TEXT NOT NULL,
+	handle     TEXT NOT NULL,
+	last       INTEGER NOT NULL,
+	PRIMARY KEY(account_id, sender, handle)
+) WITHOUT ROWID;
+CREATE INDEX replies_last ON replies(last);
+`,
 }
 
 // migrate brings the database to the newest schema version, one

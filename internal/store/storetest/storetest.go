@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"Aliases", testAliases},
 		{"Sieve", testSieve},
 		{"ReverseAliases", testReverseAliases},
+		{"Replies", testReplies},
 		{"Concurrency", testConcurrency},
 	}
 	for _, tt := range tests {
@@ -806,4 +807,27 @@ func testReverseAliases(t *testing.T, st store.Store) {
 	wantErr(t, err, store.ErrNotFound)
 	_, err = st.ReverseAlias(ctx(), "shop@example.org", "other@store.example", "ra-abc@example.org")
 	wantErr(t, err, store.ErrExists)
+}
+
+func testReplies(t *testing.T, st store.Store) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, c := range []struct {
+		acc    int64
+		sender string
+		at     time.Time
+		want   bool
+	}{
+		{1, "x@example.net", now, true},
+		{1, "X@example.net", now.Add(time.Hour), false}, // same sender, within the period
+		{1, "y@example.net", now.Add(time.Hour), true},
+		{2, "x@example.net", now.Add(time.Hour), true}, // another account
+		{1, "x@example.net", now.Add(day + time.Minute), true},
+	} {
+		ok, err := st.ReserveReply(ctx(), c.acc, c.sender, "h", c.at, day)
+		must(t, err)
+		if ok != c.want {
+			t.Fatalf("%d %s at %v: %v, want %v", c.acc, c.sender, c.at, ok, c.want)
+		}
+	}
 }
