@@ -140,3 +140,34 @@ func TestAuthenticator(t *testing.T) {
 		t.Fatalf("account locked out: %v", err)
 	}
 }
+
+// Verifications wait for a free slot: with every slot taken, a login
+// waits instead of allocating another argon2 memory block.
+func TestVerifyWaitsForSlot(t *testing.T) {
+	h, _ := HashPassword("pw")
+	for i := 0; i < cap(hashSlots); i++ {
+		hashSlots <- struct{}{}
+	}
+	done := make(chan bool, 1)
+	go func() {
+		ok, _ := VerifyPassword(h, "pw")
+		done <- ok
+	}()
+	select {
+	case <-done:
+		t.Fatal("verification ran although every slot was taken")
+	case <-time.After(200 * time.Millisecond):
+	}
+	<-hashSlots // free one
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("verification failed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("verification did not run after a slot was freed")
+	}
+	for i := 0; i < cap(hashSlots)-1; i++ {
+		<-hashSlots
+	}
+}
