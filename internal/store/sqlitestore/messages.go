@@ -249,10 +249,6 @@ func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivere
 	return out, nil
 }
 
-func (s *Store) ListMessages(ctx context.Context, mailboxID int64) ([]store.MessageMeta, error) {
-	return list(ctx, s.rdb, "list messages", func(r scanner) (store.MessageMeta, error) { return scanMeta(r) }, "SELECT "+metaCols+" FROM messages m WHERE m.mailbox_id = ? ORDER BY m.uid", mailboxID)
-}
-
 // uidChunks splits a sorted, deduplicated UID list for IN (...) queries.
 func uidChunks(uids []uint32, size int) [][]uint32 {
 	var out [][]uint32

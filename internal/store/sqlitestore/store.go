@@ -59,6 +59,7 @@ type Store struct {
 	done      chan struct{}
 
 	watch watchers
+	lists listCache
 
 	metrics *metrics
 }
