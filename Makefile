@@ -6,6 +6,7 @@ GO ?= go
 build:
 	$(GO) build -o bin/mailstead ./cmd/mailstead
 	$(GO) build -o bin/mailstead-bench ./cmd/mailstead-bench
+	$(GO) build -o bin/mailstead-imapbench ./cmd/mailstead-imapbench
 
 # Everything: unit, conformance, fuzz seeds and end-to-end tests with real
 # clients, under the race detector. CI runs this.
@@ -20,7 +21,8 @@ test-short:
 run:
 	$(GO) run ./cmd/mailstead serve
 
-# Benchmarks of the running server; results go to docs/BENCHMARKS.md.
+# Benchmarks of the running server (SMTP; scripts/imapbench.sh for IMAP);
+# results go to docs/BENCHMARKS.md.
 bench: build
 	./scripts/bench.sh
 
