@@ -168,7 +168,11 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 	// Watch before reading so no change falls between reading and
 	// watching.
 	v.watch, v.stop = st.Watch(mb.ID)
-	status, err := st.MailboxStatus(ctx, mb.ID)
+	// The mailbox row (not MailboxStatus, whose counts scan every
+	// message: the list below gives them) read before the list: a change
+	// in between is then reported again later, never missed, and UIDNEXT
+	// is raised past the list's last UID if a delivery came in between.
+	fresh, err := st.GetMailboxByID(ctx, mb.ID)
 	if err != nil {
 		v.close()
 		return err
@@ -177,6 +181,10 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 	if err != nil {
 		v.close()
 		return err
+	}
+	status := store.Status{UIDValidity: fresh.UIDValidity, UIDNext: fresh.UIDNext, HighestModSeq: fresh.HighestModSeq}
+	if n := len(msgs); n > 0 && msgs[n-1].UID >= status.UIDNext {
+		status.UIDNext = msgs[n-1].UID + 1
 	}
 	v.modseq = status.HighestModSeq
 	v.uids = make([]uint32, len(msgs))
