@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailstead/mailstead/internal/acceptloop"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -179,34 +180,17 @@ func (s *Server) Serve(l net.Listener) error {
 		delete(s.listeners, l)
 		s.mu.Unlock()
 	}()
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("imap accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("imap accept: %w", err)
-		}
-		backoff = 0
+	err := acceptloop.Run(l, s.closing.Load, s.log, func(c net.Conn) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.serveConn(c)
 		}()
+	})
+	if err == nil {
+		return ErrServerClosed
 	}
-}
-
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
+	return fmt.Errorf("imap accept: %w", err)
 }
 
 // ServeConn serves one connection and returns when it is closed.

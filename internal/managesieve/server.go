@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailstead/mailstead/internal/acceptloop"
 	"github.com/mailstead/mailstead/internal/sieve"
 	"github.com/mailstead/mailstead/internal/store"
 )
@@ -136,29 +137,17 @@ func (s *Server) Serve(l net.Listener) error {
 		delete(s.listeners, l)
 		s.mu.Unlock()
 	}()
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("managesieve accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("managesieve accept: %w", err)
-		}
-		backoff = 0
+	err := acceptloop.Run(l, s.closing.Load, s.log, func(c net.Conn) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.serveConn(c)
 		}()
+	})
+	if err == nil {
+		return ErrServerClosed
 	}
+	return fmt.Errorf("managesieve accept: %w", err)
 }
 
 // ServeConn serves one connection and returns when it is closed.

@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailstead/mailstead/internal/acceptloop"
 	"github.com/mailstead/mailstead/internal/delivery"
 	"github.com/mailstead/mailstead/internal/mailauth"
 	"github.com/mailstead/mailstead/internal/spam"
@@ -263,50 +264,28 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	s.listeners = append(s.listeners, l)
 	s.mu.Unlock()
-	var delay time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			// go-proxyproto reports a rejected (untrusted) peer as an
-			// accept error; the listener itself is fine.
-			if strings.Contains(err.Error(), "proxyproto") || strings.Contains(err.Error(), "PROXY") {
-				s.log.Debug("proxy accept", "err", err)
-				continue
-			}
-			return fmt.Errorf("accept on %s: %w", s.cfg.Name, err)
-		}
-		delay = 0
+	stopped := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.closed
+	}
+	err := acceptloop.Run(l, stopped, s.log, func(c net.Conn) {
 		// wg.Add under mu, after checking closed: Shutdown's wg.Wait
 		// must not race an Add from zero.
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			c.Close()
-			return nil
+			return
 		}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.handle(c)
+	})
+	if err != nil {
+		return fmt.Errorf("accept on %s: %w", s.cfg.Name, err)
 	}
-}
-
-func isTemporary(err error) bool {
-	type temp interface{ Temporary() bool }
-	var t temp
-	return errors.As(err, &t) && t.Temporary()
+	return nil
 }
 
 // handle runs in the connection's own goroutine: everything that can

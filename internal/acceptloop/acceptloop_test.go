@@ -1,0 +1,72 @@
+package acceptloop
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fakeListener returns scripted Accept results.
+type fakeListener struct {
+	results []error
+	i       int
+}
+
+func (f *fakeListener) Accept() (net.Conn, error) {
+	if f.i >= len(f.results) {
+		return nil, net.ErrClosed
+	}
+	err := f.results[f.i]
+	f.i++
+	if err == nil {
+		a, b := net.Pipe()
+		b.Close()
+		return a, nil
+	}
+	return nil, err
+}
+func (f *fakeListener) Close() error   { return nil }
+func (f *fakeListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+type tempErr struct{}
+
+func (tempErr) Error() string   { return "too many open files" }
+func (tempErr) Temporary() bool { return true }
+func (tempErr) Timeout() bool   { return false }
+
+func TestRun(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	fatal := errors.New("listener broken")
+	tests := []struct {
+		name     string
+		results  []error
+		stopped  bool
+		handled  int
+		wantErr  error
+		wantNil  bool
+		maxDelay time.Duration
+	}{
+		{name: "serves until closed by shutdown", results: []error{nil, nil}, stopped: true, handled: 2, wantNil: true},
+		{name: "temporary errors are retried", results: []error{tempErr{}, nil, tempErr{}, nil, fatal}, handled: 2, wantErr: fatal},
+		{name: "refused PROXY peers do not stop it", results: []error{errors.New("proxyproto: invalid upstream"), nil, fatal}, handled: 1, wantErr: fatal},
+		{name: "other errors end it", results: []error{fatal}, wantErr: fatal},
+		{name: "a closed listener without shutdown is an error", results: []error{syscall.EBADF}, wantErr: syscall.EBADF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &fakeListener{results: tt.results}
+			var n atomic.Int32
+			err := Run(l, func() bool { return tt.stopped && l.i >= len(tt.results) }, log, func(c net.Conn) { n.Add(1); c.Close() })
+			if tt.wantNil && err != nil || !tt.wantNil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err %v, want %v (nil %v)", err, tt.wantErr, tt.wantNil)
+			}
+			if int(n.Load()) != tt.handled {
+				t.Fatalf("handled %d, want %d", n.Load(), tt.handled)
+			}
+		})
+	}
+}
