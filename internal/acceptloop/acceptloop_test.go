@@ -1,6 +1,7 @@
 package acceptloop
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -68,5 +69,55 @@ func TestRun(t *testing.T) {
 				t.Fatalf("handled %d, want %d", n.Load(), tt.handled)
 			}
 		})
+	}
+}
+
+type fakeSession struct {
+	interrupted, forced atomic.Bool
+	release             chan struct{}
+}
+
+func (f *fakeSession) Interrupt() {
+	if f.interrupted.CompareAndSwap(false, true) && f.release != nil {
+		close(f.release)
+	}
+}
+func (f *fakeSession) ForceClose() { f.forced.Store(true) }
+
+// TestGroupShutdown: sessions that end when interrupted let Shutdown
+// return nil; one that ignores it is force-closed at the deadline; new
+// sessions are refused once shutdown began.
+func TestGroupShutdown(t *testing.T) {
+	var g Group
+	polite := &fakeSession{release: make(chan struct{})}
+	stubborn := &fakeSession{}
+	if !g.Add(polite) || !g.Add(stubborn) {
+		t.Fatal("Add refused before shutdown")
+	}
+	started := make(chan struct{}, 2)
+	go g.Run(func() { started <- struct{}{}; <-polite.release; g.Remove(polite) })
+	block := make(chan struct{})
+	go g.Run(func() { started <- struct{}{}; <-block; g.Remove(stubborn) })
+	<-started
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := g.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown with a stubborn session: %v", err)
+	}
+	if !polite.interrupted.Load() || !stubborn.interrupted.Load() || !stubborn.forced.Load() || polite.forced.Load() {
+		t.Fatalf("polite %+v stubborn %+v", polite, stubborn)
+	}
+	if g.Add(&fakeSession{}) {
+		t.Fatal("Add accepted during shutdown")
+	}
+	select {
+	case <-g.Done():
+	default:
+		t.Fatal("Done not closed")
+	}
+	close(block)
+	if err := g.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second shutdown: %v", err)
 	}
 }

@@ -315,7 +315,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *imapwire.Command) error {
 	timeout := s.srv.cfg.IdleTimeout
 	s.deadlineMu.Lock()
 	s.conn.SetReadDeadline(time.Now().Add(timeout))
-	closing := s.srv.closing.Load()
+	closing := s.srv.conns.Closing()
 	s.deadlineMu.Unlock()
 	if closing {
 		s.bye("Server shutting down")
@@ -357,7 +357,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *imapwire.Command) error {
 			if res.err != nil {
 				var ne net.Error
 				switch {
-				case s.srv.closing.Load():
+				case s.srv.conns.Closing():
 					s.bye("Server shutting down")
 				case errors.As(res.err, &ne) && ne.Timeout():
 					s.bye("Autologout; idle for too long")
@@ -370,7 +370,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *imapwire.Command) error {
 				return bad("Expected DONE")
 			}
 			return nil
-		case <-s.srv.done:
+		case <-s.srv.conns.Done():
 			s.bye("Server shutting down")
 			return errBye
 		}

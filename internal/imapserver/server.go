@@ -93,12 +93,8 @@ type Server struct {
 	metrics *metrics
 
 	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
+	conns     acceptloop.Group // listeners and sessions, for Shutdown
 	perUserIP map[userIP]int
-	closing   atomic.Bool
-	done      chan struct{} // closed on Shutdown
-	wg        sync.WaitGroup
 	nextID    atomic.Uint64
 	panics    atomic.Int64 // recovered session panics (bugs), for tests and logs
 }
@@ -153,10 +149,7 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		now:       now,
 		metrics:   m,
-		listeners: map[net.Listener]struct{}{},
-		sessions:  map[*session]struct{}{},
 		perUserIP: map[userIP]int{},
-		done:      make(chan struct{}),
 	}, nil
 }
 
@@ -168,53 +161,29 @@ var ErrServerClosed = fmt.Errorf("imapserver: server closed: %w", net.ErrClosed)
 // PROXY-protocol wrapped connections: the remote address is read inside
 // the connection's goroutine, where reading the header may block.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
-		return ErrServerClosed
+	if err := s.conns.Serve(l, s.log, s.serveConn); err != nil {
+		return fmt.Errorf("imap accept: %w", err)
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	err := acceptloop.Run(l, s.closing.Load, s.log, func(c net.Conn) {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(c)
-		}()
-	})
-	if err == nil {
-		return ErrServerClosed
-	}
-	return fmt.Errorf("imap accept: %w", err)
+	return ErrServerClosed
 }
 
 // ServeConn serves one connection and returns when it is closed.
 func (s *Server) ServeConn(c net.Conn) {
-	s.wg.Add(1)
-	defer s.wg.Done()
-	s.serveConn(c)
+	if !s.conns.Run(func() { s.serveConn(c) }) {
+		c.Close()
+	}
 }
 
 func (s *Server) serveConn(c net.Conn) {
-	if s.closing.Load() {
+	sess := newSession(s, c)
+	if !s.conns.Add(sess) {
 		c.Close()
 		return
 	}
-	sess := newSession(s, c)
-	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
-	s.mu.Unlock()
 	s.metrics.sessions.Inc()
 	defer func() {
 		s.metrics.sessions.Dec()
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
+		s.conns.Remove(sess)
 	}()
 	sess.serve()
 }
@@ -223,33 +192,7 @@ func (s *Server) serveConn(c net.Conn) {
 // session finishes the command it is executing first) and waits until all
 // sessions ended or ctx is done; then remaining connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.closing.Swap(true) {
-		close(s.done)
-	}
-	for l := range s.listeners {
-		l.Close()
-	}
-	for sess := range s.sessions {
-		sess.interrupt()
-	}
-	s.mu.Unlock()
-	waited := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(waited)
-	}()
-	select {
-	case <-waited:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for sess := range s.sessions {
-			sess.forceClose()
-		}
-		s.mu.Unlock()
-		return ctx.Err()
-	}
+	return s.conns.Shutdown(ctx)
 }
 
 // acquireUserIP counts a logged-in session against the per-user-per-IP

@@ -90,14 +90,14 @@ func newSession(srv *Server, c net.Conn) *session {
 
 // interrupt makes a session blocked reading a command wake up; it then sees
 // that the server is closing. It runs in Shutdown's goroutine.
-func (s *session) interrupt() {
+func (s *session) Interrupt() {
 	s.deadlineMu.Lock()
 	s.conn.SetReadDeadline(time.Unix(1, 0))
 	s.deadlineMu.Unlock()
 }
 
 // forceClose closes the connection from Shutdown's goroutine.
-func (s *session) forceClose() {
+func (s *session) ForceClose() {
 	s.deadlineMu.Lock()
 	s.conn.Close()
 	s.deadlineMu.Unlock()
@@ -207,7 +207,7 @@ func (s *session) serve() {
 			timeout = min(timeout, preAuthTimeout)
 		}
 		s.conn.SetReadDeadline(time.Now().Add(timeout))
-		closing := s.srv.closing.Load()
+		closing := s.srv.conns.Closing()
 		s.deadlineMu.Unlock()
 		if closing {
 			s.bye("Server shutting down")
@@ -232,7 +232,7 @@ func (s *session) serve() {
 				}
 				continue
 			}
-			if s.srv.closing.Load() {
+			if s.srv.conns.Closing() {
 				s.bye("Server shutting down")
 			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				s.bye("Autologout; idle for too long")

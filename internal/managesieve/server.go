@@ -71,13 +71,10 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	closing   atomic.Bool
-	wg        sync.WaitGroup
-	nextID    atomic.Uint64
-	panics    atomic.Int64
+	mu     sync.Mutex
+	conns  acceptloop.Group // listeners and sessions, for Shutdown
+	nextID atomic.Uint64
+	panics atomic.Int64
 }
 
 // New checks cfg and returns a Server.
@@ -110,10 +107,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxAuthFailures = 3
 	}
 	return &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		listeners: map[net.Listener]struct{}{},
-		sessions:  map[*session]struct{}{},
+		cfg: cfg,
+		log: cfg.Logger,
 	}, nil
 }
 
@@ -125,51 +120,27 @@ var ErrServerClosed = fmt.Errorf("managesieve: server closed: %w", net.ErrClosed
 // PROXY-protocol wrapped connections: the remote address is read in the
 // connection's own goroutine.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
-		return ErrServerClosed
+	if err := s.conns.Serve(l, s.log, s.serveConn); err != nil {
+		return fmt.Errorf("managesieve accept: %w", err)
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-	err := acceptloop.Run(l, s.closing.Load, s.log, func(c net.Conn) {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(c)
-		}()
-	})
-	if err == nil {
-		return ErrServerClosed
-	}
-	return fmt.Errorf("managesieve accept: %w", err)
+	return ErrServerClosed
 }
 
 // ServeConn serves one connection and returns when it is closed.
 func (s *Server) ServeConn(c net.Conn) {
-	s.wg.Add(1)
-	defer s.wg.Done()
-	s.serveConn(c)
+	if !s.conns.Run(func() { s.serveConn(c) }) {
+		c.Close()
+	}
 }
 
 func (s *Server) serveConn(c net.Conn) {
-	if s.closing.Load() {
+	sess := newSession(s, c)
+	if !s.conns.Add(sess) {
 		c.Close()
 		return
 	}
-	sess := newSession(s, c)
-	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
-	s.mu.Unlock()
 	defer func() {
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
+		s.conns.Remove(sess)
 	}()
 	sess.serve()
 }
@@ -179,29 +150,5 @@ func (s *Server) serveConn(c net.Conn) {
 // until all sessions ended or ctx is done; then the remaining connections
 // are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing.Store(true)
-	for l := range s.listeners {
-		l.Close()
-	}
-	for sess := range s.sessions {
-		sess.interrupt()
-	}
-	s.mu.Unlock()
-	waited := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(waited)
-	}()
-	select {
-	case <-waited:
-		return nil
-	case <-ctx.Done():
-		s.mu.Lock()
-		for sess := range s.sessions {
-			sess.forceClose()
-		}
-		s.mu.Unlock()
-		return ctx.Err()
-	}
+	return s.conns.Shutdown(ctx)
 }

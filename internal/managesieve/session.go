@@ -74,13 +74,13 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 }
 
 // interrupt makes a session waiting for a command wake up and say BYE.
-func (s *session) interrupt() {
+func (s *session) Interrupt() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conn.SetReadDeadline(time.Now())
 }
 
-func (s *session) forceClose() {
+func (s *session) ForceClose() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conn.Close()
@@ -121,7 +121,7 @@ func (s *session) serve() {
 		return
 	}
 	for !s.done {
-		if s.srv.closing.Load() {
+		if s.srv.conns.Closing() {
 			s.bye("", "Server shutting down")
 			return
 		}
@@ -132,7 +132,7 @@ func (s *session) serve() {
 		if err != nil {
 			var pe *errProtocol
 			switch {
-			case s.srv.closing.Load():
+			case s.srv.conns.Closing():
 				s.bye("", "Server shutting down")
 				return
 			case errors.As(err, &pe) && !pe.fatal:
