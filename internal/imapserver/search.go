@@ -140,21 +140,27 @@ func (s *session) cmdSearch(ctx context.Context, cmd *imapwire.Command) (err err
 		s.view.saved = ret.saved(hits)
 	}
 	if !esearch {
-		s.w.Raw("* SEARCH")
-		for _, n := range nums {
-			s.w.SP()
-			s.w.Unum(n)
-		}
-		if modseqKey && len(nums) > 0 {
-			s.w.Raw(" (MODSEQ ")
-			s.w.Num(highest)
-			s.w.Byte(')')
-		}
-		s.w.CRLF()
+		s.writeNumList("SEARCH", nums, highest, modseqKey)
 		return nil
 	}
 	s.writeESearch(cmd, ret, nums, highest, modseqKey)
 	return nil
+}
+
+// writeNumList writes the untagged "* SEARCH" or "* SORT" response: the
+// numbers, and the highest MODSEQ when a MODSEQ key was used (RFC 7162).
+func (s *session) writeNumList(name string, nums []uint32, highest int64, modseqKey bool) {
+	s.w.Raw("* " + name)
+	for _, n := range nums {
+		s.w.SP()
+		s.w.Unum(n)
+	}
+	if modseqKey && len(nums) > 0 {
+		s.w.Raw(" (MODSEQ ")
+		s.w.Num(highest)
+		s.w.Byte(')')
+	}
+	s.w.CRLF()
 }
 
 // search returns the messages of the view matching key, in sequence order.

@@ -3,7 +3,6 @@ package imapserver
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailstead/mailstead/internal/acceptloop"
 	"github.com/mailstead/mailstead/internal/imapserver/imapwire"
 	"github.com/mailstead/mailstead/internal/store"
 )
@@ -180,18 +180,14 @@ func (s *session) serve() {
 	s.srv.metrics.connections.Inc()
 	// RemoteAddr may read a PROXY header: only here, in the session's
 	// own goroutine.
-	if ap, err := netip.ParseAddrPort(s.conn.RemoteAddr().String()); err == nil {
-		s.remote = ap.Addr().Unmap()
-	}
+	s.remote = acceptloop.RemoteIP(s.conn)
 	s.log = s.srv.log.With("session", s.id, "remote", s.remote.String())
 	if s.srv.cfg.ImplicitTLS {
-		tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
-		tc.SetDeadline(time.Now().Add(30 * time.Second))
-		if err := tc.HandshakeContext(context.Background()); err != nil {
+		tc, err := acceptloop.ServerTLS(s.conn, s.srv.cfg.TLSConfig)
+		if err != nil {
 			s.log.Debug("imap tls handshake", "err", err)
 			return
 		}
-		tc.SetDeadline(time.Time{})
 		s.setConn(tc)
 		s.tls = true
 	}

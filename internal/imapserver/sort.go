@@ -440,17 +440,7 @@ func (s *session) cmdSort(ctx context.Context, cmd *imapwire.Command) (err error
 		s.view.saved = ret.saved(hits)
 	}
 	if !a.ReturnGiven {
-		s.w.Raw("* SORT")
-		for _, n := range nums {
-			s.w.SP()
-			s.w.Unum(n)
-		}
-		if modseqKey && len(nums) > 0 {
-			s.w.Raw(" (MODSEQ ")
-			s.w.Num(highest)
-			s.w.Byte(')')
-		}
-		s.w.CRLF()
+		s.writeNumList("SORT", nums, highest, modseqKey)
 		return nil
 	}
 	// ESORT (RFC 5267): MIN and MAX are the first and last in sort

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailstead/mailstead/internal/acceptloop"
 	"github.com/mailstead/mailstead/internal/account"
 	"github.com/mailstead/mailstead/internal/sieve"
 	"github.com/mailstead/mailstead/internal/store"
@@ -99,18 +100,14 @@ func (s *session) serve() {
 	}()
 	// RemoteAddr may read a PROXY header: only here, in the session's
 	// own goroutine.
-	if ap, err := netip.ParseAddrPort(s.conn.RemoteAddr().String()); err == nil {
-		s.remote = ap.Addr().Unmap()
-	}
+	s.remote = acceptloop.RemoteIP(s.conn)
 	s.log = s.srv.log.With("session", s.id, "remote", s.remote.String())
 	if s.srv.cfg.ImplicitTLS {
-		tc := tls.Server(s.conn, s.srv.cfg.TLSConfig)
-		tc.SetDeadline(time.Now().Add(30 * time.Second))
-		if err := tc.HandshakeContext(context.Background()); err != nil {
+		tc, err := acceptloop.ServerTLS(s.conn, s.srv.cfg.TLSConfig)
+		if err != nil {
 			s.log.Debug("managesieve tls handshake", "err", err)
 			return
 		}
-		tc.SetDeadline(time.Time{})
 		s.setConn(tc)
 		s.tls = true
 	}

@@ -7,6 +7,7 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 
+	"github.com/mailstead/mailstead/internal/acceptloop"
 	"github.com/mailstead/mailstead/internal/config"
 )
 
@@ -29,8 +30,7 @@ func proxyListener(l net.Listener, lc config.Listener, log *slog.Logger) net.Lis
 		Listener:          l,
 		ReadHeaderTimeout: lc.ProxyHeaderTimeout.D(),
 		ConnPolicy: func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-			ap, err := netAddrPort(o.Upstream)
-			if err == nil {
+			if ap := acceptloop.AddrIP(o.Upstream); ap.IsValid() {
 				for _, c := range trusted {
 					if c.Prefix.Contains(ap) {
 						return proxyproto.REQUIRE, nil

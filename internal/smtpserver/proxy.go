@@ -1,6 +1,7 @@
 package smtpserver
 
 import (
+	"github.com/mailstead/mailstead/internal/acceptloop"
 	"net"
 	"net/netip"
 
@@ -29,7 +30,7 @@ import (
 func (s *Server) proxyHeader(c net.Conn) (ip netip.Addr, local, ok bool) {
 	pc, isProxy := c.(*proxyproto.Conn)
 	if !isProxy {
-		return remoteIP(c.RemoteAddr()), false, true
+		return acceptloop.AddrIP(c.RemoteAddr()), false, true
 	}
 	peer := pc.Raw().RemoteAddr()
 	h := pc.ProxyHeader()
@@ -42,11 +43,11 @@ func (s *Server) proxyHeader(c net.Conn) (ip netip.Addr, local, ok bool) {
 			return netip.Addr{}, false, false
 		}
 		// A policy that makes the header optional (we use none).
-		return remoteIP(peer), false, true
+		return acceptloop.AddrIP(peer), false, true
 	}
 	if src, isTCP := h.SourceAddr.(*net.TCPAddr); isTCP && !h.Command.IsLocal() {
-		return remoteIP(src), false, true
+		return acceptloop.AddrIP(src), false, true
 	}
 	s.log.Debug("PROXY LOCAL connection (proxy health check)", "peer", peer, "version", h.Version)
-	return remoteIP(peer), true, true
+	return acceptloop.AddrIP(peer), true, true
 }

@@ -450,21 +450,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func remoteIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(ta.IP)
-		return ip.Unmap()
-	}
-	if a == nil {
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
 // chanListener hands connections that passed our checks to go-smtp's
 // Serve loop.
 type chanListener struct {

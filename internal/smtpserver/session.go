@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailstead/mailstead/internal/acceptloop"
 	"github.com/mailstead/mailstead/internal/account"
 	"github.com/mailstead/mailstead/internal/address"
 	"github.com/mailstead/mailstead/internal/delivery"
@@ -40,7 +41,7 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		// there is one, under STARTTLS and implicit TLS alike.
 		sess.remote = sess.st.ip
 	} else {
-		sess.remote = remoteIP(c.Conn().RemoteAddr())
+		sess.remote = acceptloop.AddrIP(c.Conn().RemoteAddr())
 	}
 	sess.log = s.log.With("session", sess.id, "remote", sess.remote)
 	if s.cfg.Role == RoleSubmission {
