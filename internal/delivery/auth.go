@@ -98,6 +98,10 @@ func (d *Deliverer) Authenticate(ctx context.Context, env Envelope, sp *Spool) *
 
 // action decides what happens to a message for one recipient domain.
 func (d *Deliverer) action(res *mailauth.Result, domain string) Action {
+	if !res.Temporary() && res.Policy != mailauth.ActionReject && res.Policy != mailauth.ActionQuarantine {
+		// Nothing to decide: no store read for the common case.
+		return ActionAccept
+	}
 	var pol DomainPolicy
 	if d.opts.Policy != nil {
 		pol = d.opts.Policy(domain)

@@ -396,6 +396,13 @@ func CountReceived(header []byte) int {
 // The spam verdict comes in the envelope: SpamHeaders are added to each
 // copy and SpamJunk sends every copy to Junk.
 func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]store.Delivered, error) {
+	return d.deliver(ctx, env, sp, nil)
+}
+
+// deliver is Deliver with extra queue entries (the Submitter's remote
+// recipients) built from the parsed message and the blob as stored, and
+// committed in the same transaction.
+func (d *Deliverer) deliver(ctx context.Context, env Envelope, sp *Spool, extra func(*message.Part, store.Blob) ([]store.QueueEntry, error)) ([]store.Delivered, error) {
 	if n := CountReceived(sp.Header(256 << 10)); n > d.opts.MaxReceived {
 		d.delivered.WithLabelValues("loop").Inc()
 		return nil, fmt.Errorf("%d Received headers, limit %d: %w", n, d.opts.MaxReceived, ErrLoop)
@@ -529,6 +536,14 @@ func (d *Deliverer) Deliver(ctx context.Context, env Envelope, sp *Spool) ([]sto
 			return nil, fmt.Errorf("forward: %w", err)
 		}
 		queue = q
+	}
+	if extra != nil {
+		q, err := extra(parsed, blob)
+		if err != nil {
+			d.delivered.WithLabelValues("failed").Inc()
+			return nil, err
+		}
+		queue = append(queue, q...)
 	}
 	if len(rcpts)+len(queue) == 0 {
 		// Every recipient was a disabled alias that drops its mail, or

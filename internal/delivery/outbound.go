@@ -12,7 +12,6 @@ import (
 	"github.com/mailstead/mailstead/internal/address"
 	"github.com/mailstead/mailstead/internal/message"
 	"github.com/mailstead/mailstead/internal/queue"
-	"github.com/mailstead/mailstead/internal/routing"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -70,38 +69,6 @@ type DSNOptions struct {
 // domain of the From header when that domain has a key. Errors: ErrLoop,
 // address.ErrInvalid for a bad remote address, store errors.
 func (s *Submitter) Submit(ctx context.Context, env Envelope, remote []RemoteRecipient, dsn DSNOptions, sp *Spool) ([]store.Delivered, error) {
-	d := s.d
-	hdr := sp.Header(256 << 10)
-	if n := CountReceived(hdr); n > d.opts.MaxReceived {
-		d.delivered.WithLabelValues("loop").Inc()
-		return nil, fmt.Errorf("%d Received headers, limit %d: %w", n, d.opts.MaxReceived, ErrLoop)
-	}
-	var summary []byte
-	var parsed *message.Part
-	if p, err := message.Parse(sp, sp.Size()); err == nil {
-		parsed = p
-		if len(env.Recipients) > 0 {
-			summary = p.Encode()
-		}
-	} else {
-		d.opts.Logger.Warn("summarise message", "err", err)
-	}
-	seen := map[int64]bool{}
-	var rcpts []store.Recipient
-	var fwdExt []routing.External
-	var fwdHTTP []string
-	for _, t := range env.Recipients {
-		fwdExt = append(fwdExt, t.External...)
-		fwdHTTP = append(fwdHTTP, t.HTTP...)
-		for _, l := range targetLocals(t) {
-			if seen[l.Account.ID] {
-				continue
-			}
-			seen[l.Account.ID] = true
-			rcpts = append(rcpts, store.Recipient{AccountID: l.Account.ID, Prefix: Prefix(env.From, t.Address.String()), IgnoreQuota: l.Role})
-		}
-	}
-
 	byDomain := map[string][]store.QueueRecipient{}
 	seenRemote := map[string]bool{}
 	for _, r := range remote {
@@ -115,9 +82,14 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, remote []RemoteRec
 		seenRemote[a.Key()] = true
 		byDomain[a.Domain] = append(byDomain[a.Domain], store.QueueRecipient{Address: a.String(), Notify: r.Notify, ORCPT: r.ORCPT})
 	}
-	var entries []store.QueueEntry
-	if len(byDomain) > 0 {
-		prefix := s.sign(env, parsed, sp)
+	// Local recipients take exactly the path of any delivery (hop limit,
+	// sieve, forwarding); the remote ones join the same transaction as
+	// queue entries, signed over the blob as stored.
+	return s.d.deliver(ctx, env, sp, func(parsed *message.Part, blob store.Blob) ([]store.QueueEntry, error) {
+		if len(byDomain) == 0 {
+			return nil, nil
+		}
+		prefix := s.sign(env, parsed, blob)
 		domains := make([]string, 0, len(byDomain))
 		for dom := range byDomain {
 			domains = append(domains, dom)
@@ -131,42 +103,21 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, remote []RemoteRec
 		if ret != "FULL" && ret != "HDRS" {
 			ret = ""
 		}
+		var entries []store.QueueEntry
 		for _, dom := range domains {
 			entries = append(entries, store.QueueEntry{
 				Prefix: prefix, From: env.From, Transport: "smtp", Destination: dom,
 				Recipients: byDomain[dom], DSNRet: ret, DSNEnvID: dsn.EnvID, AccountID: accountID,
 			})
 		}
-	}
-	// Local recipients that are aliases forwarding elsewhere (or SRS
-	// addresses returning a bounce) go through the forwarder, as in
-	// Deliver.
-	if len(fwdExt)+len(fwdHTTP) > 0 {
-		if d.opts.Forwarder == nil {
-			return nil, ErrForwardUnavailable
-		}
-		q, err := d.opts.Forwarder.Forward(ctx, env, sp, fwdExt, fwdHTTP)
-		if err != nil {
-			return nil, fmt.Errorf("forward: %w", err)
-		}
-		entries = append(entries, q...)
-	}
-	if len(rcpts) == 0 && len(entries) == 0 {
-		return nil, nil
-	}
-	out, err := d.st.Deliver(ctx, store.Delivery{Blob: sp, Summary: summary, Recipients: rcpts, Queue: entries})
-	if err != nil {
-		d.delivered.WithLabelValues("failed").Inc()
-		return nil, err
-	}
-	d.delivered.WithLabelValues("delivered").Inc()
-	return out, nil
+		return entries, nil
+	})
 }
 
 // sign returns the DKIM-Signature for the message, or nil. The signing
 // domain is the From header's (what DMARC aligns with), else the envelope
 // sender's.
-func (s *Submitter) sign(env Envelope, parsed *message.Part, sp *Spool) []byte {
+func (s *Submitter) sign(env Envelope, parsed *message.Part, sp store.Blob) []byte {
 	if s.opts.Signer == nil {
 		return nil
 	}
