@@ -434,22 +434,33 @@ func worker(ctx context.Context, cfg *Config, sc sessionConfig, next *atomic.Int
 		}
 	}()
 	// Bounded: every iteration consumes a message number, of which there
-	// are cfg.Messages.
+	// are cfg.Messages. A worker connects before it takes its first number
+	// so that C workers hold C connections (a fast worker must not take all
+	// the numbers while the others are still dialing); it reconnects only
+	// while numbers remain.
 	for ctx.Err() == nil {
-		seq := int(next.Add(1))
-		if seq > cfg.Messages {
-			return
-		}
-		w.attempted++
 		if c == nil {
+			if w.conns > 0 && next.Load() >= int64(cfg.Messages) {
+				return
+			}
 			var te *txError
 			if c, te = dial(ctx, sc); te != nil {
+				seq := int(next.Add(1))
+				if seq > cfg.Messages {
+					return
+				}
+				w.attempted++
 				w.fail(cfg.Logger, seq, te)
 				continue
 			}
 			w.conns++
 			sent = 0
 		}
+		seq := int(next.Add(1))
+		if seq > cfg.Messages {
+			return
+		}
+		w.attempted++
 		m := b.build(seq, time.Now())
 		t0 := time.Now()
 		te := c.send(ctx, cfg.From, m)
