@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +37,7 @@ import (
 	"github.com/mailstead/mailstead/internal/manage"
 	"github.com/mailstead/mailstead/internal/managesieve"
 	"github.com/mailstead/mailstead/internal/smtpserver"
+	"github.com/mailstead/mailstead/internal/spam"
 	"github.com/mailstead/mailstead/internal/store/sqlitestore"
 	"github.com/mailstead/mailstead/internal/tlsutil"
 )
@@ -222,6 +224,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 
 	var wg sync.WaitGroup
+	var mxServers []*smtpserver.Server // spam checks swapped on reload
 	for _, l := range listeners {
 		lc := l.cfg
 		llog := log.With("listener", lc.Name, "protocol", string(lc.Protocol))
@@ -255,6 +258,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 			if err != nil {
 				closeAll()
 				return fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+			if role == smtpserver.RoleMX {
+				mxServers = append(mxServers, srv)
 			}
 			l.srv, serve = srv, srv.Serve
 		case config.ProtoIMAP, config.ProtoIMAPS:
@@ -344,6 +350,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	}
 	log.Info("mailstead started", "hostname", cfg.Hostname, "data", cfg.DataDir, "pid", os.Getpid())
 
+	// The reloader works on its own copy: the running parts keep cfg.
+	running := *cfg
+	rl := &reloader{cur: &running, opts: opts, certs: certs, log: log, mx: mxServers,
+		newSpam: func(nc *config.Config) (*spam.Checker, error) {
+			return newSpamChecker(nc, deliv.IsLocalDomain, resolver, exempt, reg, log.With("component", "spam"))
+		}}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -354,7 +366,7 @@ loop:
 			break loop
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(cfg, opts, certs, log)
+				rl.reload()
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "deadline", opts.ShutdownTimeout)
@@ -386,39 +398,110 @@ loop:
 	return nil
 }
 
-func reload(cfg *config.Config, opts Options, certs *tlsutil.CertStore, log *slog.Logger) {
+// reloader applies a new configuration on SIGHUP: the log level,
+// certificates and the MX listeners' spam checks change in place; every
+// other section needs a restart, and a changed one is named in a warning
+// so the admin is not left guessing. A file with errors changes nothing.
+type reloader struct {
+	cur   *config.Config // what is in effect
+	opts  Options
+	certs *tlsutil.CertStore
+	log   *slog.Logger
+	// newSpam builds a checker from a config's [spam]; mx are the
+	// servers that use it.
+	newSpam func(*config.Config) (*spam.Checker, error)
+	mx      []*smtpserver.Server
+}
+
+func (r *reloader) reload() {
+	log := r.log
 	log.Info("SIGHUP: reloading")
-	if opts.Reload != nil {
-		nc, err := opts.Reload()
-		if err != nil {
-			log.Error("reload: config has errors; keeping the running configuration", "err", err)
+	if r.opts.Reload == nil {
+		r.reloadCerts()
+		return
+	}
+	nc, err := r.opts.Reload()
+	if err != nil {
+		log.Error("reload: config has errors; keeping the running configuration", "err", err)
+		r.reloadCerts()
+		return
+	}
+	if r.opts.LogLevel != nil {
+		r.opts.LogLevel.Set(nc.SlogLevel())
+	}
+	if changed := restartOnlyChanges(r.cur, nc); len(changed) > 0 {
+		log.Warn("reload: these changes take effect after a restart", "sections", changed)
+	}
+	if !reflect.DeepEqual(spamLive(r.cur.Spam), spamLive(nc.Spam)) && len(r.mx) > 0 {
+		if c, err := r.newSpam(nc); err != nil {
+			log.Error("reload: keeping the running spam checks", "err", err)
 		} else {
-			if opts.LogLevel != nil {
-				opts.LogLevel.Set(nc.SlogLevel())
+			for _, m := range r.mx {
+				m.SetSpam(c)
 			}
-			if len(nc.Listeners) != len(cfg.Listeners) {
-				log.Warn("reload: listener changes take effect after a restart")
-			}
-			if certs != nil {
-				def, sni, ok, err := nc.CertFiles()
-				if err == nil && ok {
-					if err := certs.Update(def, sni); err != nil {
-						log.Error("reload certificates; keeping the old ones", "err", err)
-					} else {
-						log.Info("certificates reloaded")
-					}
-					return
-				}
-			}
+			g := r.cur.Spam.Greylist // the running greylist stays
+			r.cur.Spam = nc.Spam
+			r.cur.Spam.Greylist = g
+			log.Info("spam checks reloaded", "dnsbl", len(nc.Spam.DNSBL), "dnswl", len(nc.Spam.DNSWL), "rspamd", nc.Spam.RspamdURL != "",
+				"junk_score", nc.Spam.JunkScore, "reject_score", nc.Spam.RejectScore)
 		}
 	}
-	if certs != nil {
-		if err := certs.Reload(); err != nil {
-			log.Error("reload certificates; keeping the old ones", "err", err)
-		} else {
-			log.Info("certificates reloaded")
+	r.cur.LogLevel = nc.LogLevel
+	if r.certs != nil {
+		def, sni, ok, err := nc.CertFiles()
+		if err == nil && ok {
+			if err := r.certs.Update(def, sni); err != nil {
+				log.Error("reload certificates; keeping the old ones", "err", err)
+			} else {
+				r.cur.TLS = nc.TLS
+				log.Info("certificates reloaded")
+			}
+			return
 		}
 	}
+	r.reloadCerts()
+}
+
+func (r *reloader) reloadCerts() {
+	if r.certs == nil {
+		return
+	}
+	if err := r.certs.Reload(); err != nil {
+		r.log.Error("reload certificates; keeping the old ones", "err", err)
+	} else {
+		r.log.Info("certificates reloaded")
+	}
+}
+
+// spamLive is the part of [spam] a reload applies: all but the greylist,
+// whose state file and running sweeper belong to the process.
+func spamLive(s config.Spam) config.Spam {
+	s.Greylist = config.Greylist{}
+	return s
+}
+
+// restartOnlyChanges names the sections of nc that differ from cur and
+// that only a restart applies.
+func restartOnlyChanges(cur, nc *config.Config) []string {
+	var out []string
+	check := func(name string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			out = append(out, name)
+		}
+	}
+	check("hostname", cur.Hostname, nc.Hostname)
+	check("data_dir", cur.DataDir, nc.DataDir)
+	check("log_format", cur.LogFormat, nc.LogFormat)
+	check("[[listener]]", cur.Listeners, nc.Listeners)
+	check("[limits]", cur.Limits, nc.Limits)
+	check("[store]", cur.Store, nc.Store)
+	check("[accounts]", cur.Accounts, nc.Accounts)
+	check("[outbound]", cur.Outbound, nc.Outbound)
+	check("[api]", cur.API, nc.API)
+	check("[forwarding]", cur.Forwarding, nc.Forwarding)
+	check("[[webhook]]", cur.Webhooks, nc.Webhooks)
+	check("[spam.greylist]", cur.Spam.Greylist, nc.Spam.Greylist)
+	return out
 }
 
 func writeReady(path string, ls []*listener) error {

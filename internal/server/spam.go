@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -36,28 +37,10 @@ type spamDefence struct {
 // stopped: it saves the greylist state.
 func newSpamDefence(cfg *config.Config, deliv *delivery.Deliverer, res spam.Resolver, trusted []netip.Prefix, reg prometheus.Registerer, log *slog.Logger) (spamDefence, func(), error) {
 	sc := cfg.Spam
-	c := spam.DefaultConfig()
-	c.Hostname = cfg.Hostname
-	c.IsLocalDomain = deliv.IsLocalDomain
-	c.Trusted = trusted
-	c.DNSBL = spamLists(sc.DNSBL)
-	c.DNSWL = spamLists(sc.DNSWL)
-	c.DNSTimeout = sc.DNSTimeout.D()
-	c.JunkScore, c.RejectScore, c.VerdictWeights = sc.JunkScore, sc.RejectScore, sc.VerdictWeights
-	maps.Copy(c.Weights, sc.Weights)
-	c.Rspamd = spam.RspamdConfig{
-		URL:            sc.RspamdURL,
-		Timeout:        sc.RspamdTimeout.D(),
-		MaxSize:        int64(sc.RspamdMaxSize),
-		FailMode:       spam.FailMode(sc.RspamdFailMode),
-		PassAll:        sc.RspamdPassAll,
-		IgnoreGreylist: sc.RspamdIgnoreGreylist,
-	}
 	spamLog := log.With("component", "spam")
-	c.Logger, c.Registerer = spamLog, reg
-	checker, err := spam.New(c, res)
+	checker, err := newSpamChecker(cfg, deliv.IsLocalDomain, res, trusted, reg, spamLog)
 	if err != nil {
-		return spamDefence{}, nil, fmt.Errorf("[spam]: %w", err)
+		return spamDefence{}, nil, err
 	}
 	d := spamDefence{checker: checker}
 	closeFn := func() {}
@@ -81,9 +64,39 @@ func newSpamDefence(cfg *config.Config, deliv *delivery.Deliverer, res spam.Reso
 			}
 		}
 	}
-	spamLog.Info("spam checks", "dnsbl", len(c.DNSBL), "dnswl", len(c.DNSWL), "rspamd", sc.RspamdURL != "",
-		"junk_score", c.JunkScore, "reject_score", c.RejectScore, "greylist", d.greylist != nil)
+	spamLog.Info("spam checks", "dnsbl", len(sc.DNSBL), "dnswl", len(sc.DNSWL), "rspamd", sc.RspamdURL != "",
+		"junk_score", sc.JunkScore, "reject_score", sc.RejectScore, "greylist", d.greylist != nil)
 	return d, closeFn, nil
+}
+
+// newSpamChecker builds the checker from [spam]; SIGHUP calls it again
+// with the new file's section (metrics are shared between the two, see
+// spam.New).
+func newSpamChecker(cfg *config.Config, isLocal func(ctx context.Context, domain string) (bool, error), res spam.Resolver, trusted []netip.Prefix, reg prometheus.Registerer, log *slog.Logger) (*spam.Checker, error) {
+	sc := cfg.Spam
+	c := spam.DefaultConfig()
+	c.Hostname = cfg.Hostname
+	c.IsLocalDomain = isLocal
+	c.Trusted = trusted
+	c.DNSBL = spamLists(sc.DNSBL)
+	c.DNSWL = spamLists(sc.DNSWL)
+	c.DNSTimeout = sc.DNSTimeout.D()
+	c.JunkScore, c.RejectScore, c.VerdictWeights = sc.JunkScore, sc.RejectScore, sc.VerdictWeights
+	maps.Copy(c.Weights, sc.Weights)
+	c.Rspamd = spam.RspamdConfig{
+		URL:            sc.RspamdURL,
+		Timeout:        sc.RspamdTimeout.D(),
+		MaxSize:        int64(sc.RspamdMaxSize),
+		FailMode:       spam.FailMode(sc.RspamdFailMode),
+		PassAll:        sc.RspamdPassAll,
+		IgnoreGreylist: sc.RspamdIgnoreGreylist,
+	}
+	c.Logger, c.Registerer = log, reg
+	checker, err := spam.New(c, res)
+	if err != nil {
+		return nil, fmt.Errorf("[spam]: %w", err)
+	}
+	return checker, nil
 }
 
 func spamLists(ls []config.SpamList) []spam.List {

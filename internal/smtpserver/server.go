@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -102,6 +103,7 @@ type Config struct {
 	// Spam checks mail from the internet (MX role; authenticated sessions
 	// skip it): the client at the first MAIL FROM, a reject-listed client
 	// refused at RCPT TO, the message after DATA. Nil: no checks.
+	// SetSpam replaces it while the server runs (SIGHUP).
 	Spam *spam.Checker
 	// Greylist defers each new (client, sender, recipient) at RCPT TO
 	// (MX role, except allowlisted clients and postmaster@/abuse@). Nil:
@@ -164,6 +166,9 @@ type Server struct {
 	// abuseLog and sendLog throttle log lines that clients can trigger
 	// at will (see logLimited).
 	abuseLog, sendLog logThrottle
+	// spam is the current checker: cfg.Spam until SetSpam. A session
+	// keeps the one it started with.
+	spam atomic.Pointer[spam.Checker]
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -204,6 +209,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.DataTimeout = 10 * time.Minute
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, conns: map[*trackedConn]struct{}{}, sendLimits: cfg.SendLimits}
+	s.spam.Store(cfg.Spam)
 	if cfg.Role == RoleMX {
 		s.limit = newConnLimiter(cfg.MaxConnsPerIP, cfg.MaxConnsPerNet, cfg.ConnRatePerMinute)
 	} else {
@@ -250,6 +256,13 @@ func (l slogLogger) Printf(format string, v ...any) {
 }
 func (l slogLogger) Println(v ...any) {
 	l.log.Debug("smtp engine", "msg", strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+// SetSpam replaces the spam checker for sessions that start from now on
+// (nil: no checks); sessions in progress finish with the one they had, so
+// a reload never changes the rules in the middle of a transaction.
+func (s *Server) SetSpam(c *spam.Checker) {
+	s.spam.Store(c)
 }
 
 // Serve accepts connections from l until Shutdown. l may be a PROXY

@@ -35,6 +35,7 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		conn: c,
 		st:   stateOf(c),
 		id:   newID(),
+		spam: s.spam.Load(),
 	}
 	if sess.st != nil {
 		// The address handle settled on: from the PROXY header when
@@ -69,6 +70,7 @@ type session struct {
 	log    *slog.Logger
 
 	account *store.Account // submission: the authenticated account
+	spam    *spam.Checker  // nil: no spam checks (see Server.SetSpam)
 
 	from    string
 	fromSet bool
@@ -206,7 +208,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		}
 		s.heldMessages++
 	}
-	if s.spamConn == nil && s.account == nil && s.s.cfg.Spam != nil {
+	if s.spamConn == nil && s.account == nil && s.spam != nil {
 		s.checkClient()
 	}
 	s.from, s.fromSet = from, true
@@ -353,7 +355,7 @@ func (s *session) data(r io.Reader) error {
 	_, tlsOn := s.conn.TLSConnectionState()
 	env := delivery.Envelope{From: s.from, Recipients: s.rcpts, RemoteIP: s.remote, Helo: s.conn.Hostname(), TLS: tlsOn, Account: s.account}
 	var spamLog []any // the verdict, for the delivered line
-	if s.s.cfg.Spam != nil && s.account == nil {
+	if s.spam != nil && s.account == nil {
 		v, err := s.checkMessage(ctx, &env, sp, id, addrs)
 		if err != nil {
 			return err

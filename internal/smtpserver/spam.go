@@ -23,7 +23,7 @@ import (
 func (s *session) checkClient() {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	v := s.s.cfg.Spam.CheckConnection(ctx, s.remote, s.conn.Hostname())
+	v := s.spam.CheckConnection(ctx, s.remote, s.conn.Hostname())
 	s.spamConn = &v
 	var listed []string
 	for _, l := range v.Lists {
@@ -86,7 +86,7 @@ func (s *session) checkMessage(ctx context.Context, env *delivery.Envelope, sp *
 	if auth != nil {
 		in.SPF, in.DKIM, in.DMARC = string(auth.SPF.Status), dkimWord(auth.DKIM), string(auth.DMARC.Status)
 	}
-	v := s.s.cfg.Spam.CheckMessage(ctx, in)
+	v := s.spam.CheckMessage(ctx, in)
 	logArgs := func() []any {
 		return []any{"id", id, "from", s.from, "rcpts", addrs, "spam_source", v.Source, "spam_score", v.Score, "spam_symbols", symbolNames(v.Symbols)}
 	}
