@@ -467,6 +467,7 @@ func (d *Deliverer) deliver(ctx context.Context, env Envelope, sp *Spool, extra 
 	var http []string
 	var rejects []string
 	var replies []*sieve.Reply
+	var edited []store.Delivery // copies with a script-edited header
 	junk := false
 	for i, t := range env.Recipients {
 		ext = append(ext, t.External...)
@@ -492,6 +493,9 @@ func (d *Deliverer) deliver(ctx context.Context, env Envelope, sp *Spool, extra 
 			// without scripts it is r.
 			if f, ok := d.filter(ctx, env, t, l, blob, parsed, auth, r, isJunk); ok {
 				rcpts = append(rcpts, f.recipients...)
+				if f.edited != nil {
+					edited = append(edited, *f.edited)
+				}
 				ext = append(ext, f.redirects...)
 				if f.reject != "" {
 					rejects = append(rejects, f.reject)
@@ -508,7 +512,7 @@ func (d *Deliverer) deliver(ctx context.Context, env Envelope, sp *Spool, extra 
 	// else wants it: refuse it at DATA (ereject semantics; the sender's
 	// server bounces). When others do get it, the rejecting scripts'
 	// copies are simply not stored.
-	if len(rejects) > 0 && len(rcpts) == 0 && len(ext)+len(http) == 0 {
+	if len(rejects) > 0 && len(rcpts)+len(edited) == 0 && len(ext)+len(http) == 0 {
 		d.delivered.WithLabelValues("sieve_reject").Inc()
 		return nil, fmt.Errorf("%s: %w", rejects[0], ErrSieveReject)
 	}
@@ -545,17 +549,32 @@ func (d *Deliverer) deliver(ctx context.Context, env Envelope, sp *Spool, extra 
 		}
 		queue = append(queue, q...)
 	}
-	if len(rcpts)+len(queue) == 0 {
+	if len(rcpts)+len(queue)+len(edited) == 0 {
 		// Every recipient was a disabled alias that drops its mail, or
 		// a script discarded it.
 		d.delivered.WithLabelValues("dropped").Inc()
 		stored = true
 		return nil, nil
 	}
-	out, err := d.st.Deliver(ctx, store.Delivery{Blob: blob, Summary: summary, Recipients: rcpts, Queue: queue})
-	if err != nil {
-		d.delivered.WithLabelValues("failed").Inc()
-		return nil, err
+	// Copies whose header a script rewrote are separate blobs, stored
+	// first: if the main delivery then fails, the client retries and
+	// only these few copies can arrive twice (never none).
+	var out []store.Delivered
+	for _, ed := range edited {
+		o, err := d.st.Deliver(ctx, ed)
+		if err != nil {
+			d.delivered.WithLabelValues("failed").Inc()
+			return nil, err
+		}
+		out = append(out, o...)
+	}
+	if len(rcpts)+len(queue) > 0 {
+		o, err := d.st.Deliver(ctx, store.Delivery{Blob: blob, Summary: summary, Recipients: rcpts, Queue: queue})
+		if err != nil {
+			d.delivered.WithLabelValues("failed").Inc()
+			return nil, err
+		}
+		out = append(out, o...)
 	}
 	stored = true
 	if junk {

@@ -141,9 +141,27 @@ func sieveEnvelope(env Envelope, t Target, auth *mailauth.Result) sieve.Envelope
 // filtered is what a recipient's scripts decided, in delivery terms.
 type filtered struct {
 	recipients []store.Recipient
-	redirects  []routing.External
-	reject     string // non-empty: the script rejected the message
-	reply      *sieve.Reply
+	// edited, when the scripts' editheader did more than add fields, is a
+	// delivery of its own: the rewritten message to this account's
+	// mailboxes (recipients is then empty).
+	edited    *store.Delivery
+	redirects []routing.External
+	reject    string // non-empty: the script rejected the message
+	reply     *sieve.Reply
+}
+
+// sieveRecipient is the store recipient for one of a script's
+// deliveries: base's prefix after the fields the script added, into Junk
+// when the implicit keep meets a junk verdict.
+func (d *Deliverer) sieveRecipient(del sieve.Delivery, l routing.Local, base store.Recipient, added []byte, junk bool) store.Recipient {
+	r := del.Recipient(l.Account.ID)
+	r.Prefix = append(append([]byte{}, added...), base.Prefix...)
+	r.IgnoreQuota = base.IgnoreQuota
+	if junk && del.Implicit {
+		r.MailboxName = JunkMailbox
+		r.Keywords = append(r.Keywords, "$Junk")
+	}
+	return r
 }
 
 // filter runs the scripts for one local target. With no scripts it
@@ -186,23 +204,25 @@ func (d *Deliverer) filter(ctx context.Context, env Envelope, t Target, l routin
 	}
 	added, ok := res.AddedPrefix()
 	if !ok {
-		log.Warn("sieve: editheader that deletes or appends fields is not applied (only added fields are stored)")
-		added = nil
-		for _, e := range res.HeaderEdits {
-			if !e.Delete && !e.Last {
-				added = append(added, []byte(e.Name+": "+e.Value+"\r\n")...)
-			}
+		// deleteheader or addheader :last: this account's copies get a
+		// blob of their own with the edited header; the shared blob
+		// stays as it arrived for everyone else.
+		edited := msg.WithHeader(res.Header)
+		var summary []byte
+		if p, err := message.Parse(edited, edited.Size()); err == nil {
+			summary = p.Encode()
 		}
-	}
-	for _, del := range res.Deliveries {
-		r := del.Recipient(l.Account.ID)
-		r.Prefix = append(append([]byte{}, added...), base.Prefix...)
-		r.IgnoreQuota = base.IgnoreQuota
-		if junk && del.Implicit {
-			r.MailboxName = JunkMailbox
-			r.Keywords = append(r.Keywords, "$Junk")
+		ed := &store.Delivery{Blob: edited, Summary: summary}
+		for _, del := range res.Deliveries {
+			ed.Recipients = append(ed.Recipients, d.sieveRecipient(del, l, base, nil, junk))
 		}
-		out.recipients = append(out.recipients, r)
+		if len(ed.Recipients) > 0 {
+			out.edited = ed
+		}
+	} else {
+		for _, del := range res.Deliveries {
+			out.recipients = append(out.recipients, d.sieveRecipient(del, l, base, added, junk))
+		}
 	}
 	for _, rd := range res.Redirects {
 		out.redirects = append(out.redirects, routing.External{Address: rd.Address, Mode: "srs", Alias: t.Address.String(), Owner: l.Account.ID})

@@ -98,3 +98,42 @@ if header :contains "subject" "forward" { redirect "bob@elsewhere.example"; }
 		t.Fatalf("after script change: %v %+v", err, out)
 	}
 }
+
+// TestSieveEditheader: a script that deletes a field and appends one at
+// the end gets a copy with exactly that header; another recipient of the
+// same message, without the script, gets the message as it arrived; the
+// fields delivery adds (Return-Path, Delivered-To) stay in front.
+func TestSieveEditheader(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	bob, alice := f.acc["bob@example.org"], f.acc["Alice.Smith@example.org"]
+	if err := f.st.PutSieveScript(ctx, store.SieveScript{AccountID: bob.ID, Name: "edit", Content: `require ["editheader"];
+deleteheader :contains "X-Tracking" "pixel";
+addheader :last "X-Filed-By" "sieve";
+addheader "X-First" "top";
+`}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.ActivateSieveScript(ctx, bob.ID, "edit"); err != nil {
+		t.Fatal(err)
+	}
+	d := New(f.st, Options{SubaddressDelimiter: "+", TmpDir: t.TempDir(), Sieve: f.st, Hostname: "mail.example.org"})
+	msg := "From: x@example.net\r\nX-Tracking: pixel-123\r\nX-Tracking: keep-me\r\nTo: bob@example.org\r\nSubject: edited\r\n\r\nbody\r\n"
+	out, err := d.Deliver(ctx, Envelope{From: "x@example.net", Recipients: resolveAll(t, d, "bob@example.org", "alice.smith@example.org")}, SpoolBytes([]byte(msg)))
+	if err != nil || len(out) != 2 {
+		t.Fatalf("deliver: %v %+v", err, out)
+	}
+	_, bobs := stored(t, f.st, bob)
+	_, alices := stored(t, f.st, alice)
+	if len(bobs) != 1 || len(alices) != 1 {
+		t.Fatalf("bob %d, alice %d messages", len(bobs), len(alices))
+	}
+	wantBob := "Return-Path: <x@example.net>\r\nDelivered-To: bob@example.org\r\n" +
+		"X-First: top\r\nFrom: x@example.net\r\nX-Tracking: keep-me\r\nTo: bob@example.org\r\nSubject: edited\r\nX-Filed-By: sieve\r\n\r\nbody\r\n"
+	if bobs[0] != wantBob {
+		t.Errorf("bob's copy:\n%q\nwant\n%q", bobs[0], wantBob)
+	}
+	if !strings.HasSuffix(alices[0], msg) || !strings.Contains(alices[0], "Delivered-To: alice.smith@example.org\r\n") {
+		t.Errorf("alice's copy changed:\n%q", alices[0])
+	}
+}
