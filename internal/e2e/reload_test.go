@@ -8,10 +8,16 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"io"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -100,5 +106,56 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	}
 	if !strings.Contains(in.Log(), "bogus_key") {
 		t.Error("reload error does not name the bad key")
+	}
+}
+
+// TestSIGHUPReloadsSpam: Rspamd switched on in the file takes effect on
+// the running binary's MX listener after SIGHUP, without a restart, and
+// a restart-only change in the same file is named in the log.
+func TestSIGHUPReloadsSpam(t *testing.T) {
+	var checks atomic.Int64
+	rspamd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		checks.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"is_skipped":false,"score":20.0,"required_score":15.0,"action":"reject","symbols":{"MS_TEST_REJECT":{"name":"MS_TEST_REJECT","score":20.0}},"messages":{}}`)
+	}))
+	defer rspamd.Close()
+	// Loopback is exempt from the spam checks by default (as Postfix's
+	// mynetworks); this test's client must be checked.
+	cfg := strings.Replace(DefaultConfig, "[limits]\n", "[limits]\nexempt_networks = []\n", 1)
+	in := New(t, cfg)
+	in.AddAccount("user@example.test", "secret-password-1")
+	msg := []byte("From: a@sender.example\r\nTo: user@example.test\r\nSubject: hi\r\n\r\nhello\r\n")
+	if err := SendMail(in.Addr("smtp"), "a@sender.example", []string{"user@example.test"}, msg); err != nil {
+		t.Fatalf("before reload: %v", err)
+	}
+	next := cfg + "max_recipients = 50\n[spam]\nrspamd_url = \"" + rspamd.URL + "\"\n"
+	if err := os.WriteFile(in.Config, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(in.PID(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(in.Log(), "spam checks reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("spam checks not reloaded:\n%s", tail(in.Log(), 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	err := SendMail(in.Addr("smtp"), "a@sender.example", []string{"user@example.test"}, msg)
+	var te *textproto.Error
+	if !errors.As(err, &te) || te.Code != 550 {
+		t.Fatalf("after reload: %v, want 550 from the Rspamd verdict:\n%s", err, tail(in.Log(), 20))
+	}
+	if checks.Load() == 0 {
+		t.Error("Rspamd was never asked")
+	}
+	if !strings.Contains(in.Log(), "take effect after a restart") || !strings.Contains(in.Log(), "[limits]") {
+		t.Errorf("restart-only change not named:\n%s", tail(in.Log(), 20))
+	}
+	if !in.Running() {
+		t.Fatal("server stopped")
 	}
 }
