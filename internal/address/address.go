@@ -134,3 +134,22 @@ func (a Address) Base(delims string) (Address, string) {
 	_, w := utf8.DecodeRuneInString(a.Local[i:])
 	return Address{Local: a.Local[:i], Domain: a.Domain}, a.Local[i+w:]
 }
+
+// ParseAlias normalises an alias address as it is stored: "local@domain"
+// (as Parse), or "@domain" for a domain's catch-all. The CLI, the control
+// operations and declarative apply all key aliases by it.
+func ParseAlias(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if d, ok := strings.CutPrefix(s, "@"); ok {
+		d, err := Domain(d)
+		if err != nil {
+			return "", err
+		}
+		return "@" + d, nil
+	}
+	a, err := Parse(s)
+	if err != nil {
+		return "", err
+	}
+	return a.String(), nil
+}

@@ -89,3 +89,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseAlias(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Info@Example.ORG", "Info@example.org"},
+		{" @Example.org ", "@example.org"},
+		{"@bücher.example", "@xn--bcher-kva.example"},
+		{"@", ""},
+		{"no-at-sign", ""},
+		{"a@b@c", ""},
+	} {
+		got, err := ParseAlias(tc.in)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("ParseAlias(%q) = %q, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseAlias(%q) = %q, %v, want %q", tc.in, got, err, tc.want)
+		}
+	}
+}

@@ -56,6 +56,7 @@ type rootCmd struct {
 	Queue   queueCmd   `cmd:"" help:"Inspect and manage the outbound queue."`
 	DKIM    dkimCmd    `cmd:"" name:"dkim" help:"Manage DKIM signing keys."`
 	DNS     dnsCmd     `cmd:"" name:"dns" help:"DNS records for mail domains."`
+	Apply   applyCmd   `cmd:"" help:"Make domains, accounts, aliases and sieve scripts match a declarative file."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 

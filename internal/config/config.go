@@ -29,6 +29,8 @@ import (
 	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/mailstead/mailstead/internal/tomlpos"
 )
 
 // Config is the server configuration. The toml tags are the key names in
@@ -54,9 +56,9 @@ type Config struct {
 	Webhooks   []Webhook  `toml:"webhook,omitempty"`
 	Spam       Spam       `toml:"spam"`
 
-	file     string    // config file name; "" for Default()
-	pos      *posIndex // key positions in file; nil for Default()
-	fromFile bool      // production rules apply
+	file     string         // config file name; "" for Default()
+	pos      *tomlpos.Index // key positions in file; nil for Default()
+	fromFile bool           // production rules apply
 	// parseWarns are found by Parse, warnings by the last Validate (which
 	// include parseWarns).
 	parseWarns []string
@@ -278,8 +280,8 @@ func Parse(name string, data []byte) (*Config, error) {
 	c.file = name
 	c.fromFile = true
 
-	c.pos = buildPosIndex(data)
-	if c.pos.complete {
+	c.pos = tomlpos.Build(data)
+	if c.pos.Complete {
 		// Before decoding: go-toml reports a number given to a
 		// TextUnmarshaler (protocol = 5) without a position, and stores a
 		// bare integer into a Duration as nanoseconds.
@@ -294,14 +296,14 @@ func Parse(name string, data []byte) (*Config, error) {
 
 	base := filepath.Dir(name)
 	c.resolvePaths(base)
-	if _, ok := c.pos.kind("hostname"); !ok {
+	if _, ok := c.pos.Kind("hostname"); !ok {
 		if h, err := os.Hostname(); err == nil && h != "" {
 			c.Hostname = strings.ToLower(h)
 		} else {
 			c.Hostname = "localhost"
 		}
 	}
-	if _, ok := c.pos.kind("data_dir"); !ok {
+	if _, ok := c.pos.Kind("data_dir"); !ok {
 		c.parseWarns = append(c.parseWarns, fmt.Sprintf("data_dir is not set; using %s", c.DataDir))
 	}
 	if err := c.Validate(); err != nil {
@@ -400,7 +402,7 @@ func (c *Config) Effective() string {
 }
 
 // decodeErrors turns go-toml's errors into an ErrorList with hints.
-func decodeErrors(name string, err error, pos *posIndex) error {
+func decodeErrors(name string, err error, pos *tomlpos.Index) error {
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) {
 		var l ErrorList
@@ -411,7 +413,7 @@ func decodeErrors(name string, err error, pos *posIndex) error {
 			de := &strict.Errors[i]
 			line, col := de.Position()
 			key := []string(de.Key())
-			if path, ok := pos.pathAtKey(position{line, col}); ok {
+			if path, ok := pos.PathAtKey(tomlpos.Pos{Line: line, Col: col}); ok {
 				key = strings.Split(path, ".")
 			}
 			l = append(l, unknownKeyError(name, line, col, key))

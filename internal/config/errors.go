@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/mailstead/mailstead/internal/tomlpos"
 )
 
 // Error is one problem in a configuration, with its place in the file when
@@ -116,7 +118,7 @@ func hintJoin(hints ...string) string {
 // didYouMean returns "did you mean 'x'?" for the candidate closest to s, if
 // one is close enough to be a plausible typo, else "".
 func didYouMean(s string, candidates []string) string {
-	if c := closest(s, candidates); c != "" {
+	if c := tomlpos.Closest(s, candidates); c != "" {
 		return fmt.Sprintf("did you mean '%s'?", c)
 	}
 	return ""
@@ -128,63 +130,4 @@ func didYouMeanOr(s string, candidates []string) string {
 		return h
 	}
 	return "one of: " + strings.Join(candidates, ", ")
-}
-
-// closest returns the candidate with the smallest edit distance to s when
-// that distance is small relative to the length of s (at most 1 for short
-// words, at most a third of the length for longer ones), else "". Comparison
-// ignores case.
-func closest(s string, candidates []string) string {
-	if s == "" || len(s) > 64 {
-		return ""
-	}
-	ls := strings.ToLower(s)
-	best, bestD := "", 1<<30
-	for _, c := range candidates {
-		d := editDistance(ls, strings.ToLower(c))
-		if d < bestD {
-			best, bestD = c, d
-		}
-	}
-	limit := len(s) / 3
-	if limit < 1 {
-		limit = 1
-	}
-	if limit > 3 {
-		limit = 3
-	}
-	if bestD > limit {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b with
-// transposition of two adjacent bytes counted as one edit (the optimal string
-// alignment variant), since "adress" and "addrses" are the typos people make.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 30 // keyed on config key names; long inputs are never typos
-	}
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }

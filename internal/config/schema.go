@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/mailstead/mailstead/internal/tomlpos"
 )
 
 // Reflection over Config's toml tags, used to phrase errors: which keys
@@ -127,19 +129,19 @@ var textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem(
 // kindErrors checks, before decoding, that values of the types written as
 // strings (durations, sizes, protocols, modes, networks) are strings, so that
 // "timeout = 30" and "protocol = 5" get a position and a clear message.
-func kindErrors(name string, x *posIndex) ErrorList {
+func kindErrors(name string, x *tomlpos.Index) ErrorList {
 	var errs ErrorList
-	for path, e := range x.m {
-		switch e.kind {
+	for path, e := range x.All {
+		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable, unstable.InlineTable, unstable.String:
 			continue
 		}
 		t := typeAtPath(configType, path)
-		if t == nil || !isTextType(t) || t == sizeType && e.kind == unstable.Integer {
+		if t == nil || !isTextType(t) || t == sizeType && e.Kind == unstable.Integer {
 			continue
 		}
-		p, _ := x.lookup(path, false)
-		err := &Error{File: name, Line: p.line, Column: p.col, Msg: fmt.Sprintf("%s: expected %s", displayPath(path), tomlTypeName(t))}
+		p, _ := x.Lookup(path, false)
+		err := &Error{File: name, Line: p.Line, Column: p.Col, Msg: fmt.Sprintf("%s: expected %s", displayPath(path), tomlTypeName(t))}
 		if t == durationType {
 			err.Msg = fmt.Sprintf("%s: a duration must be a string with a unit", displayPath(path))
 			err.Hint = `write e.g. "30s", "5m" or "1h"`

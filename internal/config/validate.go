@@ -41,8 +41,8 @@ func (v *validator) add(path string, preferKey bool, hint, format string, args .
 		return
 	}
 	e := &Error{File: v.c.file, Msg: fmt.Sprintf(format, args...), Hint: hint}
-	if p, ok := v.c.pos.lookup(path, preferKey); ok {
-		e.Line, e.Column = p.line, p.col
+	if p, ok := v.c.pos.Lookup(path, preferKey); ok {
+		e.Line, e.Column = p.Line, p.Col
 	}
 	v.errs = append(v.errs, e)
 }
@@ -50,8 +50,8 @@ func (v *validator) add(path string, preferKey bool, hint, format string, args .
 // line returns " (line N)" for path when known, to point at the other half
 // of a conflict.
 func (v *validator) line(path string) string {
-	if p, ok := v.c.pos.lookup(path, false); ok {
-		return " at line " + strconv.Itoa(p.line)
+	if p, ok := v.c.pos.Lookup(path, false); ok {
+		return " at line " + strconv.Itoa(p.Line)
 	}
 	return ""
 }
@@ -145,7 +145,7 @@ func (v *validator) checkListeners() {
 			v.errAt(p("name"), "use letters, digits, '-' and '_' (at most 64)", "%s: invalid name", label)
 		} else if j, dup := names[l.Name]; dup {
 			hint := "give each listener a unique name"
-			if _, ok := v.c.pos.kind(p("name")); !ok {
+			if _, ok := v.c.pos.Kind(p("name")); !ok {
 				hint = "the name defaults to the protocol; set name = \"...\" on one of them"
 			}
 			v.errAt(p("name"), hint, "%s: name already used by the listener%s", label, v.line(fmt.Sprintf("listener[%d].name", j)))
@@ -364,7 +364,7 @@ func (v *validator) checkTLS() {
 				continue
 			}
 			path := fmt.Sprintf("listener[%d].tls", i)
-			if _, ok := c.pos.kind(path); !ok {
+			if _, ok := c.pos.Kind(path); !ok {
 				path = fmt.Sprintf("listener[%d]", i)
 			}
 			v.errAt(path, "set tls.cert_file and tls.key_file, or tls.self_signed = true for testing", "listeners use TLS but no certificate is configured")

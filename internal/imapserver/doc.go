@@ -23,8 +23,8 @@
 // command dispatch by name with the states each command is valid in, and
 // mapping of store errors to response codes). Command handlers live in
 // auth.go, mailboxes.go, view.go (SELECT/EXAMINE/CLOSE/UNSELECT), fetch.go,
-// search.go, sort.go (SORT, THREAD), compress.go and messages.go (STORE,
-// COPY/MOVE, EXPUNGE, APPEND, IDLE).
+// search.go, sort.go (SORT, THREAD), compress.go, metadata.go (GETMETADATA,
+// SETMETADATA) and messages.go (STORE, COPY/MOVE, EXPUNGE, APPEND, IDLE).
 // structure.go formats ENVELOPE and BODYSTRUCTURE from the cached MIME
 // summary of package message.
 //
@@ -73,14 +73,16 @@
 // its known UIDs (store.Changes), and UID FETCH takes the VANISHED
 // modifier.
 //
-// Expunge records: the store keeps one per expunged UID (sqlitestore
-// keeps them until the mailbox is deleted, so the window is unbounded
-// today). When a store prunes them (store.Changes.ExpungesPruned),
+// Expunge records: the store keeps one per expunged UID for a window
+// (sqlitestore: Options.ExpungeWindow, 90 days by default) and then
+// prunes them, raising the mailbox's floor (store.PruneExpunged). For a
+// client whose MODSEQ is below the floor (store.Changes.ExpungesPruned),
 // VANISHED (EARLIER) falls back to "every known UID that is not in the
-// mailbox", which is correct but may name UIDs the client never had; the
-// QRESYNC sequence match data narrows that to UIDs above the last
-// (sequence number, UID) pair of the client that still holds (see
-// seqMatchLow).
+// mailbox", which is correct but may name UIDs the client never had
+// (RFC 7162 3.2.5.2 lets it); the QRESYNC sequence match data narrows that
+// to UIDs above the last (sequence number, UID) pair of the client that
+// still holds (see seqMatchLow). A selected session whose MODSEQ fell
+// below the floor compares its UIDs with a full listing at its next poll.
 //
 // COMPRESS=DEFLATE (RFC 4978, compress.go) replaces s.br and s.bw after
 // the tagged OK, the way STARTTLS replaces the connection. Sending uses
@@ -100,10 +102,26 @@
 // References header from the content). Strings compare with
 // i;ascii-casemap. SEARCHRES ($, RFC 5182) is held in view.saved as UIDs
 // and reset by SELECT and by a failed SAVE. SAVEDATE (RFC 8514), OBJECTID
-// (RFC 8474; THREADID is NIL until the store assigns thread IDs) and
-// UTF8=ACCEPT (RFC 6855) are plain data items. METADATA (RFC 5464) and
-// NOTIFY (RFC 5465) are not implemented: METADATA needs storage the
-// store does not offer yet.
+// (RFC 8474) and UTF8=ACCEPT (RFC 6855) are plain data items. The store
+// assigns THREADID when a message arrives (by delivery or APPEND): the
+// thread of an earlier message of the account that it names in
+// In-Reply-To or References, or that named it, else a new one; COPY and
+// MOVE keep it (see store.Delivery.ThreadID). Messages stored before the
+// store assigned threads answer THREADID NIL and match no SEARCH THREADID.
+//
+// METADATA (RFC 5464, metadata.go): GETMETADATA (MAXSIZE, DEPTH) and
+// SETMETADATA on mailboxes and on the server (""). Mailbox annotations,
+// /private and /shared alike, are stored with the mailbox
+// (store.GetMetadata/SetMetadata): they follow RENAME, go with DELETE, and
+// SETMETADATA is atomic. Limits come from the store: 64 KiB per value
+// (NO [METADATA MAXSIZE]; a synchronizing literal over MaxLiteral is
+// refused before it is sent), 256 entries per mailbox and per command (NO
+// [METADATA TOOMANY]), 16 MiB per account ([OVERQUOTA]). Server
+// annotations are /shared/admin and /shared/comment from Config
+// (read-only: SETMETADATA gets NO [NOPERM]) and the account's own /private
+// entries. Entry names are case-insensitive and answered in lower case.
+// No unsolicited METADATA responses are sent. NOTIFY (RFC 5465) is not
+// implemented.
 //
 // New commands need: argument type and parser case in imapwire/command.go,
 // an entry in the handlers map with the states it is valid in, and, if it

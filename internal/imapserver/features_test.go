@@ -33,15 +33,15 @@ func TestExtensionsMisc(t *testing.T) {
 
 	// OBJECTID: a copy keeps its EMAILID, the mailbox ID is stable.
 	c.ok("SELECT INBOX")
-	id := regexp.MustCompile(`EMAILID \(([^)]+)\)`).FindStringSubmatch(strings.Join(c.ok("FETCH 1 (EMAILID)"), ""))
+	id := regexp.MustCompile(`EMAILID \(([^)]+)\) THREADID \(([^)]+)\)`).FindStringSubmatch(strings.Join(c.ok("FETCH 1 (EMAILID THREADID)"), ""))
 	if id == nil {
-		t.Fatal("no EMAILID")
+		t.Fatal("no EMAILID or THREADID")
 	}
 	c.ok("COPY 1 Archive")
 	c.ok("EXAMINE Archive")
 	u := c.ok("FETCH 1 (EMAILID THREADID SAVEDATE)")
 	// The store stamps the save date with its own clock: now.
-	m := regexp.MustCompile(`^\* 1 FETCH \(EMAILID \(` + id[1] + `\) THREADID NIL SAVEDATE "(\d\d-\w\w\w-\d{4}) \d\d:\d\d:\d\d [-+]\d{4}"\)$`).FindStringSubmatch(strings.Join(u, ""))
+	m := regexp.MustCompile(`^\* 1 FETCH \(EMAILID \(` + id[1] + `\) THREADID \(` + id[2] + `\) SAVEDATE "(\d\d-\w\w\w-\d{4}) \d\d:\d\d:\d\d [-+]\d{4}"\)$`).FindStringSubmatch(strings.Join(u, ""))
 	if m == nil {
 		t.Fatalf("copy: %q", u)
 	}

@@ -29,6 +29,8 @@ func FuzzSession(f *testing.F) {
 		"a SORT (REVERSE DATE SUBJECT DISPLAYFROM DISPLAYTO CC TO FROM SIZE ARRIVAL) UTF-8 ALL\r\nb UID SORT RETURN (SAVE MIN MAX COUNT ALL) (SUBJECT) US-ASCII OR $ NOT 1\r\nc FETCH $ UID",
 		"a THREAD REFERENCES UTF-8 ALL\r\nb UID THREAD ORDEREDSUBJECT UTF-8 TEXT x\r\nc THREAD REFERENCES KOI8-R ALL\r\nd ENABLE UTF8=ACCEPT\r\ne SORT (DATE) US-ASCII ALL",
 		"a COMPRESS DEFLATE\r\nJ\x34T\xf0\xf3\xf7\x0f\xe0\xe5\x02\x08",
+		"a SETMETADATA INBOX (/private/x \"1\" /shared/y ~{2+}\r\n\x00z /private/x/y NIL)\r\nb GETMETADATA (MAXSIZE 1 DEPTH infinity) INBOX (/private /shared)\r\nc GETMETADATA \"\" /shared/comment",
+		"a SETMETADATA \"\" (/shared/comment \"x\")\r\nb SETMETADATA \"\" (\"/private/a b(\" \"v\")\r\nc GETMETADATA (DEPTH 1) \"\" /private\r\nd RENAME INBOX M\r\ne GETMETADATA M /private/x",
 	}
 	for _, s := range seeds {
 		f.Add(s)

@@ -3,12 +3,12 @@ package imapserver
 import (
 	"bufio"
 	"context"
+	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mailstead/mailstead/internal/imapserver/imapwire"
-	"github.com/mailstead/mailstead/internal/store"
 )
 
 // mustSet parses a sequence set.
@@ -226,40 +226,19 @@ func TestRFC7162QResync(t *testing.T) {
 	`)
 }
 
-// prunedStore is the real store with its expunge history cut at a MODSEQ
-// floor, answering Changes as a store that pruned old expunge records
-// does (store.Changes.ExpungesPruned). sqlitestore keeps every expunge
-// record for now, so this is the only way to exercise that path.
-type prunedStore struct {
-	Store
-	floor atomic.Int64
-}
-
-func (p *prunedStore) Changes(ctx context.Context, mailboxID int64, since int64) (store.Changes, error) {
-	ch, err := p.Store.Changes(ctx, mailboxID, since)
-	f := p.floor.Load()
-	if err != nil || since >= f {
-		return ch, err
+// pruneAll prunes every expunge record of the store, as the maintenance
+// loop does once they are older than the QRESYNC window.
+func (e *testEnv) pruneAll() {
+	e.t.Helper()
+	if _, err := e.st.PruneExpunged(context.Background(), time.Now().Add(time.Hour)); err != nil {
+		e.t.Fatal(err)
 	}
-	ch.ExpungesPruned = true
-	kept := ch.Expunged[:0]
-	for _, r := range ch.Expunged {
-		if r.ModSeq > f {
-			kept = append(kept, r)
-		}
-	}
-	ch.Expunged = kept
-	return ch, nil
 }
 
 // With the expunge records gone, VANISHED (EARLIER) falls back to the
 // known UIDs that are missing, narrowed by the sequence match data.
 func TestQResyncPrunedSeqMatch(t *testing.T) {
-	var ps *prunedStore
-	e := newTestEnv(t, func(c *Config) {
-		ps = &prunedStore{Store: c.Store}
-		c.Store = ps
-	})
+	e := newTestEnv(t, nil)
 	for i := 0; i < 20; i++ {
 		e.deliver("INBOX", msgSimple)
 	}
@@ -281,7 +260,7 @@ func TestQResyncPrunedSeqMatch(t *testing.T) {
 	`)
 	a.conn.Close()
 	e.expungeUIDs("INBOX", 5, 10)
-	ps.floor.Store(1 << 40) // every record is gone
+	e.pruneAll()
 	c := e.login()
 	runTranscript(t, c, vars, `
 		C: A01 ENABLE QRESYNC
@@ -331,10 +310,109 @@ func TestQResyncPrunedSeqMatch(t *testing.T) {
 		S: * VANISHED (EARLIER) 5,10
 		S: A08 OK UID FETCH completed
 	`)
-	// Expunge records newer than the floor are still used.
-	ps.floor.Store(0)
-	u := c.ok("EXAMINE INBOX (QRESYNC (" + vars["v"] + " " + vars["h0"] + "))")
-	has(t, u, "* VANISHED (EARLIER) 5,10")
+}
+
+// TestQResyncPrunedRealStore: the store really pruned some expunge records
+// (those older than the window) and kept newer ones. A client whose MODSEQ
+// is below the floor gets every known UID that is gone, a client at the
+// floor the exact list from the records, and a session that was selected
+// all along learns of an expunge whose record was pruned before its next
+// poll.
+func TestQResyncPrunedRealStore(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		e.deliver("INBOX", msgSimple)
+	}
+	vars := map[string]string{}
+	a := e.login()
+	runTranscript(t, a, vars, `
+		C: A01 ENABLE QRESYNC
+		S: * ENABLED QRESYNC
+		S: A01 OK ENABLE completed
+		C: A02 SELECT INBOX
+		S: ...
+		S: * OK [UIDVALIDITY $v] UIDs valid
+		S: ...
+		S: * OK [HIGHESTMODSEQ $h0] Highest
+		S: A02 OK [READ-WRITE] SELECT completed
+	`)
+	// Old history: 5 and 10 expunged, 7 flagged. The flag change stays
+	// visible (it is on the message); the expunge records will be pruned.
+	e.expungeUIDs("INBOX", 5, 10)
+	u := a.ok(`UID STORE 7 +FLAGS.SILENT (\Flagged)`)
+	has(t, u, "* VANISHED 5,10")
+	st, err := e.st.MailboxStatus(ctx, mustMailbox(t, e, "INBOX"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars["h1"] = strconv.FormatInt(st.HighestModSeq, 10)
+	time.Sleep(20 * time.Millisecond)
+	cutoff := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	e.expungeUIDs("INBOX", 12)
+	if n, err := e.st.PruneExpunged(ctx, cutoff); err != nil || n != 2 {
+		t.Fatalf("pruned %d (%v), want 2", n, err)
+	}
+	// Session a was selected all along at MODSEQ h1, the floor: exact.
+	has(t, a.ok("NOOP"), "* VANISHED 12")
+
+	c := e.login()
+	runTranscript(t, c, vars, `
+		C: B01 ENABLE QRESYNC
+		S: * ENABLED QRESYNC
+		S: B01 OK ENABLE completed
+
+		# Below the floor: every missing UID up to UIDNEXT-1, and the flag
+		# change since h0.
+		C: B02 EXAMINE INBOX (QRESYNC ($v $h0))
+		S: ...
+		S: * OK [HIGHESTMODSEQ $_] Highest
+		S: ...
+		S: * VANISHED (EARLIER) 5,10,12
+		S: * 6 FETCH (UID 7 FLAGS (\Flagged) MODSEQ ($_))
+		S: B02 OK [READ-ONLY] EXAMINE completed
+
+		# Known UIDs narrow it.
+		C: B03 EXAMINE INBOX (QRESYNC ($v $h0 8:20))
+		S: ...
+		S: * VANISHED (EARLIER) 10,12
+		S: B03 OK [READ-ONLY] EXAMINE completed
+
+		# At the floor the records are complete: only 12, no flag change.
+		C: B04 EXAMINE INBOX (QRESYNC ($v $h1))
+		S: ...
+		S: * VANISHED (EARLIER) 12
+		S: B04 OK [READ-ONLY] EXAMINE completed
+
+		C: B05 UID FETCH 1:* (FLAGS) (CHANGEDSINCE $h0 VANISHED)
+		S: * VANISHED (EARLIER) 5,10,12
+		S: * 6 FETCH (UID 7 FLAGS (\Flagged) MODSEQ ($_))
+		S: B05 OK UID FETCH completed
+	`)
+
+	// A session selected below the new floor: its next poll cannot use
+	// the records and compares UIDs instead.
+	b := e.login()
+	b.ok("ENABLE QRESYNC")
+	b.ok("SELECT INBOX")
+	e.expungeUIDs("INBOX", 3)
+	e.pruneAll()
+	has(t, b.ok("NOOP"), "* VANISHED 3")
+	d := e.login()
+	d.ok("SELECT INBOX")
+	e.expungeUIDs("INBOX", 4)
+	e.pruneAll()
+	has(t, d.ok("NOOP"), "* 3 EXPUNGE") // UIDs 1, 2, 4, ...: UID 4 is message 3
+}
+
+func mustMailbox(t *testing.T, e *testEnv, name string) int64 {
+	t.Helper()
+	mb, err := e.st.GetMailbox(context.Background(), e.acct.ID, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mb.ID
 }
 
 func TestSeqMatchLow(t *testing.T) {

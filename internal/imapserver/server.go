@@ -43,6 +43,9 @@ type Store interface {
 	Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
 	ClaimRecent(ctx context.Context, mailboxID int64) (uint32, error)
 	Watch(mailboxID int64) (<-chan struct{}, func())
+
+	GetMetadata(ctx context.Context, accountID, mailboxID int64) ([]store.MetadataEntry, error)
+	SetMetadata(ctx context.Context, accountID, mailboxID int64, entries []store.MetadataEntry) error
 }
 
 // Authenticator checks credentials (account.Authenticator). On failure it
@@ -82,7 +85,13 @@ type Config struct {
 	// SpoolDir holds APPEND messages over 1 MiB while they are received
 	// (unlinked files); "" is os.TempDir().
 	SpoolDir string
-	Now      func() time.Time
+	// MetadataAdmin and MetadataComment are the read-only server
+	// annotations /shared/admin (a URI to reach the administrator, e.g.
+	// "mailto:postmaster@example.org") and /shared/comment (RFC 5464
+	// 3.2.1.1); empty ones are absent.
+	MetadataAdmin   string
+	MetadataComment string
+	Now             func() time.Time
 }
 
 // Server is an IMAP server.

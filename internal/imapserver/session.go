@@ -352,6 +352,8 @@ func init() {
 		"GETQUOTA":     {(*session).cmdGetQuota, authed},
 		"GETQUOTAROOT": {(*session).cmdGetQuotaRoot, authed},
 		"SETQUOTA":     {(*session).cmdSetQuota, authed},
+		"GETMETADATA":  {(*session).cmdGetMetadata, authed},
+		"SETMETADATA":  {(*session).cmdSetMetadata, authed},
 		"CHECK":        {(*session).cmdNoop, selected},
 		"CLOSE":        {(*session).cmdClose, selected},
 		"UNSELECT":     {(*session).cmdClose, selected},
@@ -525,7 +527,7 @@ func (s *session) capabilities() string {
 		"QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC",
 		"OBJECTID", "SAVEDATE", "WITHIN", "COMPRESS=DEFLATE",
 		"SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-		"I18NLEVEL=1",
+		"I18NLEVEL=1", "METADATA",
 	)
 	return strings.Join(caps, " ")
 }

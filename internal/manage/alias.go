@@ -61,23 +61,6 @@ func (o *Ops) aliasInfo(ctx context.Context, a store.Alias) AliasInfo {
 	return ai
 }
 
-// aliasAddress normalises "local@domain" or "@domain" (catch-all).
-func aliasAddress(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if strings.HasPrefix(s, "@") {
-		d, err := address.Domain(s[1:])
-		if err != nil {
-			return "", err
-		}
-		return "@" + d, nil
-	}
-	a, err := address.Parse(s)
-	if err != nil {
-		return "", err
-	}
-	return a.String(), nil
-}
-
 func normTargets(ts []string) ([]string, error) {
 	var out []string
 	for _, t := range ts {
@@ -117,7 +100,7 @@ func (o *Ops) ownerID(ctx context.Context, owner string) (int64, error) {
 // AliasAdd creates an alias; warnings (e.g. a target that does not exist)
 // come back in the result, errors refuse.
 func (o *Ops) AliasAdd(ctx context.Context, a AliasArgs) (AliasResult, error) {
-	addr, err := aliasAddress(a.Address)
+	addr, err := address.ParseAlias(a.Address)
 	if err != nil {
 		return AliasResult{}, err
 	}
@@ -232,7 +215,7 @@ func (o *Ops) AliasList(ctx context.Context, a DomainArgs) ([]AliasInfo, error) 
 }
 
 func (o *Ops) getAlias(ctx context.Context, s string) (store.Alias, error) {
-	addr, err := aliasAddress(s)
+	addr, err := address.ParseAlias(s)
 	if err != nil {
 		return store.Alias{}, err
 	}

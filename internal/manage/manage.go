@@ -40,6 +40,7 @@ func (o *Ops) Register(r *control.Registry) {
 	control.Register(r, "account.quota", o.AccountQuota)
 	o.registerAliases(r)
 	o.registerSieve(r)
+	o.registerApply(r)
 	control.Register(r, "message.list", o.MessageList)
 	control.Register(r, "message.cat", o.MessageCat)
 }

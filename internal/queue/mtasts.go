@@ -36,6 +36,9 @@ type STSPolicy struct {
 	MaxAge  time.Duration
 	ID      string // the TXT record's id when fetched
 	Fetched time.Time
+	// Lines are the policy file's non-empty lines, for TLS reports
+	// (RFC 8460 policy-string).
+	Lines []string
 }
 
 // Limits from RFC 8461 and common sense.
@@ -59,6 +62,9 @@ func ParseSTSPolicy(b []byte) (*STSPolicy, error) {
 		line := strings.TrimRight(sc.Text(), "\r")
 		if strings.TrimSpace(line) == "" {
 			continue
+		}
+		if len(p.Lines) < 200 {
+			p.Lines = append(p.Lines, line)
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
@@ -183,6 +189,23 @@ func (m *MTASTS) logger() *slog.Logger {
 // stop delivery: a domain whose policy cannot be fetched and that has no
 // cached one is treated as having none (RFC 8461 3.3, 5.1).
 func (m *MTASTS) Policy(ctx context.Context, domain string) *STSPolicy {
+	p, _ := m.lookup(ctx, domain)
+	return p
+}
+
+// stsFetchError is a failed policy fetch, classified for TLS reports.
+type stsFetchError struct {
+	result string // ResultSTSPolicyFetchError, ResultSTSPolicyInvalid or ResultSTSWebPKIInvalid
+	reason string // short failure-reason-code
+	err    error
+}
+
+func (e *stsFetchError) Error() string { return e.err.Error() }
+func (e *stsFetchError) Unwrap() error { return e.err }
+
+// lookup is Policy that also returns why a published policy could not be
+// fetched (nil when it was, or when none is published).
+func (m *MTASTS) lookup(ctx context.Context, domain string) (*STSPolicy, *stsFetchError) {
 	domain = strings.ToLower(domain)
 	now := m.now()
 	m.mu.Lock()
@@ -198,7 +221,7 @@ func (m *MTASTS) Policy(ctx context.Context, domain string) *STSPolicy {
 		if !isNotFound(err) {
 			m.logger().Info("mta-sts: TXT lookup failed; using cached policy if any", "domain", domain, "err", err)
 		}
-		return cached
+		return cached, nil
 	}
 	id, n := "", 0
 	for _, t := range txts {
@@ -209,15 +232,19 @@ func (m *MTASTS) Policy(ctx context.Context, domain string) *STSPolicy {
 	}
 	if n != 1 {
 		// None, or several (RFC 8461 3.1: treat as no policy).
-		return cached
+		return cached, nil
 	}
 	if cached != nil && cached.ID == id {
-		return cached
+		return cached, nil
 	}
 	p, err := m.fetch(ctx, domain)
 	if err != nil {
 		m.logger().Warn("mta-sts: policy fetch failed", "domain", domain, "err", err)
-		return cached
+		var fe *stsFetchError
+		if !errors.As(err, &fe) {
+			fe = &stsFetchError{result: ResultSTSPolicyFetchError, err: err}
+		}
+		return cached, fe
 	}
 	p.ID, p.Fetched = id, now
 	m.mu.Lock()
@@ -232,7 +259,7 @@ func (m *MTASTS) Policy(ctx context.Context, domain string) *STSPolicy {
 	}
 	m.cache[domain] = p
 	m.mu.Unlock()
-	return p
+	return p, nil
 }
 
 func (m *MTASTS) fetch(ctx context.Context, domain string) (*STSPolicy, error) {
@@ -244,18 +271,26 @@ func (m *MTASTS) fetch(ctx context.Context, domain string) (*STSPolicy, error) {
 	}
 	resp, err := m.HTTPClient.Do(req)
 	if err != nil {
-		return nil, err
+		if rt, _ := TLSResultType(err); rt == ResultCertificateHostMismatch || rt == ResultCertificateExpired || rt == ResultCertificateNotTrusted {
+			return nil, &stsFetchError{result: ResultSTSWebPKIInvalid, reason: rt, err: err}
+		}
+		_, reason := TLSResultType(err)
+		return nil, &stsFetchError{result: ResultSTSPolicyFetchError, reason: reason, err: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP status %s", resp.Status)
+		return nil, &stsFetchError{result: ResultSTSPolicyFetchError, reason: fmt.Sprintf("http status %d", resp.StatusCode), err: fmt.Errorf("HTTP status %s", resp.Status)}
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "text/plain") {
-		return nil, fmt.Errorf("content type %q, want text/plain", ct)
+		return nil, &stsFetchError{result: ResultSTSPolicyInvalid, reason: "content type not text/plain", err: fmt.Errorf("content type %q, want text/plain", ct)}
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxPolicySize+1))
 	if err != nil {
-		return nil, err
+		return nil, &stsFetchError{result: ResultSTSPolicyFetchError, reason: "reading policy failed", err: err}
 	}
-	return ParseSTSPolicy(b)
+	p, err := ParseSTSPolicy(b)
+	if err != nil {
+		return nil, &stsFetchError{result: ResultSTSPolicyInvalid, reason: truncReason(err.Error()), err: err}
+	}
+	return p, nil
 }

@@ -76,8 +76,14 @@ type SMTPOptions struct {
 	// 10s); MaxMessagesPerConn bounds reuse (default 100).
 	IdleTimeout        time.Duration
 	MaxMessagesPerConn int
-	Logger             *slog.Logger
-	Registerer         prometheus.Registerer
+	// TLSResults, when set, receives the outcome of every TLS session of
+	// direct delivery per policy domain and day (RFC 8460), counted in
+	// memory and flushed every few seconds and at Close.
+	TLSResults TLSResultStore
+	// Now is the clock that dates TLS results (tests); nil is time.Now.
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // SMTP delivers queue entries over SMTP.
@@ -86,8 +92,10 @@ type SMTP struct {
 	log      *slog.Logger
 	pool     *pool
 	failures *prometheus.CounterVec
+	tlsrec   *tlsRecorder // nil: TLS results not recorded
 	stop     chan struct{}
 	stopOnce sync.Once
+	flushed  chan struct{} // closed when the TLS result flusher is done
 }
 
 // NewSMTP returns an SMTP transport. Close it to drop idle connections.
@@ -119,7 +127,10 @@ func NewSMTP(o SMTPOptions) *SMTP {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	t := &SMTP{opts: o, log: o.Logger, stop: make(chan struct{})}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	t := &SMTP{opts: o, log: o.Logger, stop: make(chan struct{}), flushed: make(chan struct{})}
 	t.pool = &pool{idle: map[string][]*session{}, timeout: o.IdleTimeout, maxPerKey: 32}
 	t.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailstead_outbound_smtp_failures_total",
@@ -131,13 +142,80 @@ func NewSMTP(o SMTPOptions) *SMTP {
 		}
 	}
 	go t.janitor()
+	if o.TLSResults != nil {
+		t.tlsrec = newTLSRecorder(o.TLSResults, t.log, o.Now, o.Registerer)
+		go t.flusher()
+	} else {
+		close(t.flushed)
+	}
 	return t
 }
 
-// Close closes idle connections and stops reusing connections.
+// Close closes idle connections, stops reusing connections and writes
+// the TLS results not yet flushed.
 func (t *SMTP) Close() {
 	t.stopOnce.Do(func() { close(t.stop) })
 	t.pool.closeAll()
+	<-t.flushed
+}
+
+// FlushTLSResults writes the TLS results counted so far to the store.
+func (t *SMTP) FlushTLSResults(ctx context.Context) error {
+	return t.tlsrec.flush(ctx)
+}
+
+func (t *SMTP) flusher() {
+	defer close(t.flushed)
+	tick := time.NewTicker(tlsFlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := t.tlsrec.flush(ctx); err != nil {
+				t.log.Error("tls results: final flush failed; counts lost", "err", err)
+			}
+			cancel()
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := t.tlsrec.flush(ctx); err != nil {
+				t.log.Warn("tls results: flush failed; retried", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// tlsResult records the outcome of a TLS session (err nil: success) of
+// a direct-delivery target.
+func (t *SMTP) tlsResult(tg target, raw net.Conn, err error) {
+	if t.tlsrec == nil || tg.relay != nil || tg.noReport {
+		return
+	}
+	s := tlsSession{policy: tg.policy, mx: tg.host, rip: tg.addr.Addr().Unmap().String()}
+	if ta, ok := raw.LocalAddr().(*net.TCPAddr); ok {
+		s.sip = ta.AddrPort().Addr().Unmap().String()
+	}
+	if err != nil {
+		s.result, s.reason = TLSResultType(err)
+	}
+	t.tlsrec.record(s)
+}
+
+// verifyPeer validates a server's certificate chain for host as
+// crypto/tls would, for sessions that validate without enforcing
+// (MTA-STS testing mode).
+func verifyPeer(cs tls.ConnectionState, host string, roots *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no server certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
+	return err
 }
 
 func (t *SMTP) janitor() {
@@ -185,13 +263,20 @@ type target struct {
 	noTLS bool
 	// domain is the destination, for TLS failure reports.
 	domain string
+	// policy is the policy TLS results are recorded under; stsTesting
+	// validates the certificate and records the outcome without
+	// enforcing it (MTA-STS testing mode); noReport records nothing (TLS
+	// reports themselves, RFC 8460 5.3).
+	policy     tlsPolicy
+	stsTesting bool
+	noReport   bool
 }
 
 func (tg *target) key() string {
 	if tg.relay != nil {
 		return "relay|" + tg.addr.String() + "|" + tg.relay.Username
 	}
-	return fmt.Sprintf("mx|%s|%s|%t|%t", tg.addr, tg.host, tg.verify, tg.noTLS)
+	return fmt.Sprintf("mx|%s|%s|%t|%t|%t", tg.addr, tg.host, tg.verify, tg.noTLS, tg.stsTesting)
 }
 
 func (tg *target) remote() string {
@@ -226,7 +311,7 @@ func (t *SMTP) Deliver(ctx context.Context, e store.QueueEntry, msg Message) []R
 			}
 			var out []target
 			for _, a := range addrs {
-				out = append(out, target{host: relay.Host, addr: netip.AddrPortFrom(a, uint16(relay.Port)), relay: relay, domain: e.Destination})
+				out = append(out, target{host: relay.Host, addr: netip.AddrPortFrom(a, uint16(relay.Port)), relay: relay, domain: e.Destination, noReport: true})
 			}
 			return out, nil
 		})
@@ -235,18 +320,35 @@ func (t *SMTP) Deliver(ctx context.Context, e store.QueueEntry, msg Message) []R
 		if err != nil {
 			return all(err)
 		}
-		verify := false
+		// A TLS report is delivered despite TLS failures and its
+		// sessions are not reported (RFC 8460 5.3). Only system mail
+		// (no submitting account) qualifies.
+		report := e.AccountID == 0 && (t.tlsrec != nil || t.opts.MTASTS != nil) && isTLSReport(msg)
+		dom := strings.ToLower(e.Destination)
+		pol := tlsPolicy{typ: PolicyNoPolicyFound, domain: dom}
+		verify, testing := false, false
 		if t.opts.MTASTS != nil {
-			if p := t.opts.MTASTS.Policy(ctx, e.Destination); p != nil && p.Mode != STSNone {
+			p, ferr := t.opts.MTASTS.lookup(ctx, e.Destination)
+			if ferr != nil && !report && t.tlsrec != nil {
+				t.tlsrec.record(tlsSession{policy: tlsPolicy{typ: PolicySTS, domain: dom}, result: ferr.result, reason: ferr.reason})
+			}
+			if p != nil && p.Mode != STSNone {
+				pol = tlsPolicy{typ: PolicySTS, lines: p.Lines, domain: dom}
+				enforce := p.Mode == STSEnforce && !report
 				var ok []string
 				for _, h := range hosts {
 					if p.Match(h) {
 						ok = append(ok, h)
-					} else if p.Mode == STSTesting {
+						continue
+					}
+					if !report && t.tlsrec != nil {
+						t.tlsrec.record(tlsSession{policy: pol, result: ResultValidationFailure, reason: "mx host not in mta-sts policy", mx: h})
+					}
+					if enforce {
+						t.log.Warn("mta-sts: MX host not in policy; skipped", "domain", e.Destination, "mx", h)
+					} else {
 						ok = append(ok, h)
 						t.log.Warn("mta-sts (testing): MX host not in policy", "domain", e.Destination, "mx", h)
-					} else {
-						t.log.Warn("mta-sts: MX host not in policy; skipped", "domain", e.Destination, "mx", h)
 					}
 				}
 				if len(ok) == 0 {
@@ -254,7 +356,8 @@ func (t *SMTP) Deliver(ctx context.Context, e store.QueueEntry, msg Message) []R
 					return all(tempErr("4.7.5", "no MX host of %s matches its MTA-STS policy", e.Destination))
 				}
 				hosts = ok
-				verify = p.Mode == STSEnforce
+				verify = enforce
+				testing = p.Mode == STSTesting && !report
 			}
 		}
 		for _, h := range hosts {
@@ -266,7 +369,8 @@ func (t *SMTP) Deliver(ctx context.Context, e store.QueueEntry, msg Message) []R
 				}
 				var out []target
 				for _, a := range addrs {
-					out = append(out, target{host: h, addr: netip.AddrPortFrom(a, uint16(t.opts.Port)), verify: verify, domain: e.Destination})
+					out = append(out, target{host: h, addr: netip.AddrPortFrom(a, uint16(t.opts.Port)), verify: verify, domain: e.Destination,
+						policy: pol, stsTesting: testing, noReport: report})
 				}
 				return out, nil
 			})
@@ -432,11 +536,21 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 		mode = tg.relay.TLS
 	}
 	tlsCfg := &tls.Config{ServerName: tg.host}
+	// verifyErr is the validation outcome of a testing-mode session.
+	var verifyErr error
 	switch {
 	case tg.relay != nil:
 		tlsCfg.RootCAs = tg.relay.RootCAs
 	case tg.verify:
 		tlsCfg.RootCAs = t.opts.RootCAs
+	case tg.stsTesting:
+		// MTA-STS testing: validate and report, but deliver anyway
+		// (RFC 8461 5).
+		tlsCfg.InsecureSkipVerify = true
+		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			verifyErr = verifyPeer(cs, tg.host, t.opts.RootCAs)
+			return nil
+		}
 	default:
 		// Opportunistic (RFC 7435): encrypt, do not authenticate.
 		tlsCfg.InsecureSkipVerify = true
@@ -475,6 +589,7 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 			return nil, t.fail("protocol", tg, tempErr("4.4.2", "EHLO to %s: %v", tg.remote(), err))
 		}
 		if !offered {
+			t.tlsResult(tg, raw, errSTARTTLSNotOffered)
 			if tg.relay != nil || tg.verify {
 				why := "the relay requires TLS"
 				if tg.verify {
@@ -493,10 +608,20 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 			tp.EndResponse(id)
 		}
 		if err != nil {
+			if _, isProto := err.(*textproto.Error); isProto {
+				t.tlsResult(tg, raw, fmt.Errorf("%w: %w", errSTARTTLSNotOffered, err))
+				if tg.relay == nil && !tg.verify {
+					// Refused rather than not offered: the same
+					// opportunistic fallback (RFC 7435).
+					t.failures.WithLabelValues("tls").Inc()
+					return nil, errTLSFallback
+				}
+			}
 			return nil, t.fail("tls", tg, tempErr("4.7.5", "STARTTLS with %s: %v", tg.remote(), replyText(err)))
 		}
 		tc := tls.Client(raw, tlsCfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
+			t.tlsResult(tg, raw, err)
 			t.log.Warn("outbound TLS handshake failed", "domain", tg.domain, "remote", tg.remote(), "err", err, "verify", tg.verify || tg.relay != nil)
 			t.failures.WithLabelValues("tls").Inc()
 			if tg.relay == nil && !tg.verify {
@@ -504,6 +629,10 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 			}
 			return nil, &deliveryError{status: "4.7.5", msg: fmt.Sprintf("TLS with %s failed: %v", tg.remote(), err), remote: tg.remote()}
 		}
+		if verifyErr != nil {
+			t.log.Info("mta-sts (testing): certificate not valid; delivering anyway", "domain", tg.domain, "remote", tg.remote(), "err", verifyErr)
+		}
+		t.tlsResult(tg, raw, verifyErr)
 		s.tls = tls.VersionName(tc.ConnectionState().Version)
 		conn = &greeted{Conn: tc, pre: []byte("220 " + firstLine(greet) + "\r\n")}
 	}

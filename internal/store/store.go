@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -32,7 +33,60 @@ var (
 	ErrMailboxInUse  = errors.New("mailbox has children") // delete of a mailbox with \Noselect semantics
 	ErrUIDValidity   = errors.New("uidvalidity mismatch")
 	ErrSpecialMailbx = errors.New("operation not allowed on this mailbox")
+	// ErrTooLarge: a metadata value over MetadataMaxValue.
+	ErrTooLarge = errors.New("value too large")
+	// ErrTooMany: more than MetadataMaxEntries metadata entries.
+	ErrTooMany = errors.New("too many entries")
 )
+
+// Limits of mailbox and server annotations (RFC 5464 METADATA), the same
+// for every backend so that clients see the same MAXSIZE and TOOMANY
+// answers. RFC 5464 asks for at least 1024 bytes and 10 entries.
+const (
+	MetadataMaxValue   = 64 << 10 // bytes per value
+	MetadataMaxEntries = 256      // entries per mailbox (or per account's server annotations)
+	// MetadataMaxAccountBytes bounds the values of all of an account's
+	// entries together; beyond it SetMetadata fails with ErrOverQuota.
+	MetadataMaxAccountBytes = 16 << 20
+	MetadataMaxName         = 1024 // bytes of an entry name
+)
+
+// MetadataEntry is one annotation (RFC 5464). Name is the entry name in
+// lower case (names are case-insensitive), starting with "/private/" or
+// "/shared/". In SetMetadata a nil Value deletes the entry.
+type MetadataEntry struct {
+	Name  string
+	Value []byte
+}
+
+// ValidMetadataName reports whether name can hold a value: "/private/" or
+// "/shared/" and at least one more component, printable ASCII without "*"
+// and "%", no empty component, no trailing "/", at most MetadataMaxName
+// bytes (RFC 5464 section 3.2). It expects the lower-case form.
+func ValidMetadataName(name string) bool {
+	if len(name) > MetadataMaxName {
+		return false
+	}
+	var rest string
+	switch {
+	case strings.HasPrefix(name, "/private/"):
+		rest = name[len("/private/"):]
+	case strings.HasPrefix(name, "/shared/"):
+		rest = name[len("/shared/"):]
+	default:
+		return false
+	}
+	if rest == "" || strings.HasSuffix(rest, "/") || strings.Contains(rest, "//") {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if c < 0x20 || c >= 0x7f || c == '*' || c == '%' || c >= 'A' && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
 
 // Special-use roles (RFC 6154). The store keeps at most one mailbox per role
 // per account.
@@ -154,7 +208,9 @@ type MessageMeta struct {
 	Size         int64     // exact RFC822.SIZE: len(Prefix) + blob size
 	BlobID       int64
 	EmailID      string // OBJECTID EMAILID (RFC 8474)
-	ThreadID     string // OBJECTID THREADID, may be empty until threading runs
+	// ThreadID is the OBJECTID THREADID (see Delivery.ThreadID); empty
+	// for messages a backend stored before it assigned threads.
+	ThreadID string
 }
 
 // Message is a message with what is needed to serve its content.
@@ -234,8 +290,14 @@ type Delivered struct {
 type Delivery struct {
 	Blob    Blob
 	Summary []byte // cached parse, see Message.Summary
-	// EmailID/ThreadID may be left empty: the store then derives EmailID
-	// from the blob.
+	// ThreadID is normally left empty: the store then gives each
+	// recipient account's copy the thread (RFC 8474 THREADID) of an
+	// earlier message of that account that it refers to by In-Reply-To
+	// or References, or that referred to it, else a new thread; Copy
+	// and Move keep it within the account. Accounts never share a thread.
+	// A non-empty ThreadID (imports; 1-255 of [A-Za-z0-9_-]) is used
+	// as given for every recipient. EmailID is always derived by the
+	// store.
 	ThreadID   string
 	Recipients []Recipient
 	// Queue entries are added to the outbound queue in the same
@@ -427,6 +489,20 @@ type Store interface {
 	MailboxStatus(ctx context.Context, id int64) (Status, error)
 	SetMailboxRole(ctx context.Context, id int64, role string) error
 
+	// Annotations (RFC 5464 METADATA) of a mailbox of the account, or
+	// with mailboxID 0 the account's own server annotations. They go
+	// with the mailbox (and the account) and follow renames (renaming
+	// INBOX leaves them with INBOX, which keeps its identity).
+	// GetMetadata returns them all, ordered by name.
+	GetMetadata(ctx context.Context, accountID, mailboxID int64) ([]MetadataEntry, error)
+	// SetMetadata sets and (nil Value) deletes entries atomically: on
+	// any error nothing changes. Names must be ValidMetadataName
+	// (ErrInvalid); a value over MetadataMaxValue fails with
+	// ErrTooLarge, more than MetadataMaxEntries entries with ErrTooMany,
+	// values over MetadataMaxAccountBytes with ErrOverQuota; a mailbox
+	// of another account is ErrNotFound.
+	SetMetadata(ctx context.Context, accountID, mailboxID int64, entries []MetadataEntry) error
+
 	// Messages.
 	// Deliver stores one blob and delivers it to every recipient in one
 	// transaction: either all recipients get it or none do. It returns
@@ -440,6 +516,14 @@ type Store interface {
 	GetMessages(ctx context.Context, mailboxID int64, uids []uint32) ([]Message, error)
 	// Changes returns what changed after sinceModSeq.
 	Changes(ctx context.Context, mailboxID int64, sinceModSeq int64) (Changes, error)
+	// PruneExpunged deletes expunge records made before olderThan and
+	// raises the floor of each mailbox it pruned to the highest MODSEQ
+	// deleted there, so Changes since a MODSEQ below the floor reports
+	// ExpungesPruned (and the records it still has), and Changes since
+	// the floor or later stays exact. It returns the number deleted.
+	// Backends call it from their own maintenance with a window
+	// (sqlitestore: Options.ExpungeWindow, 90 days by default).
+	PruneExpunged(ctx context.Context, olderThan time.Time) (int, error)
 	OpenBlob(ctx context.Context, blobID int64) (BlobReader, error)
 	StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, u FlagUpdate) (StoreResult, error)
 	// Copy copies messages (sharing their blobs) into dst.
@@ -513,4 +597,68 @@ type Store interface {
 	// Ping checks the store is reachable (readiness).
 	Ping(ctx context.Context) error
 	Close() error
+
+	// ---- Outbound TLS results and TLS reports (RFC 8460). ----
+
+	// AddTLSResults adds each result's Count to the stored row with the
+	// same key (every field but Count), creating it when missing. Rows of
+	// one (Day, PolicyDomain) are bounded: past maxRows distinct rows, a
+	// new row is merged into one without MXHost, ReceivingIP, SendingIP
+	// and Reason; past 2*maxRows it is dropped. It returns the number of
+	// sessions dropped. Day must be "2006-01-02"; ErrInvalid otherwise.
+	AddTLSResults(ctx context.Context, rs []TLSResult, maxRows int) (dropped int64, err error)
+	// TLSResults lists the results of days from through to (inclusive,
+	// "2006-01-02") of one policy domain, or of all when domain is "",
+	// ordered by day and policy domain.
+	TLSResults(ctx context.Context, domain, from, to string) ([]TLSResult, error)
+	// PutTLSReport creates or replaces the report record of (Day,
+	// PolicyDomain).
+	PutTLSReport(ctx context.Context, r TLSReport) error
+	// TLSReports lists the report records of one day.
+	TLSReports(ctx context.Context, day string) ([]TLSReport, error)
+	// DeleteTLSResults removes the results and report records of days
+	// before day and returns the number of result rows removed.
+	DeleteTLSResults(ctx context.Context, before string) (int64, error)
+}
+
+// ---- Outbound TLS results and TLS reports (RFC 8460). ----
+
+// TLSResult counts outbound TLS sessions (or MTA-STS policy lookups) of
+// one policy domain on one UTC day that ended the same way. The fields
+// map onto an RFC 8460 report: the policy, then a success or a failure
+// detail.
+type TLSResult struct {
+	Day          string // UTC day, "2006-01-02"
+	PolicyDomain string // the recipient domain, A-label lower case
+	// PolicyType is "sts", "no-policy-found" (or "tlsa" with DANE).
+	PolicyType string
+	// PolicyString is the applied policy, one line per string; nil when
+	// there is none.
+	PolicyString []string
+	// ResultType is "" for successful sessions, else an RFC 8460
+	// result-type ("certificate-expired", ...).
+	ResultType  string
+	MXHost      string // receiving MX host name
+	ReceivingIP string
+	SendingIP   string
+	Reason      string // failure-reason-code, short and bounded
+	Count       int64
+}
+
+// TLS report states.
+const (
+	TLSReportPending = "pending" // delivery failed; retried
+	TLSReportSent    = "sent"    // delivered to every reporting URI that took it
+	TLSReportNone    = "none"    // the domain publishes no TLSRPT record
+	TLSReportFailed  = "failed"  // given up
+)
+
+// TLSReport records the report for one policy domain and day.
+type TLSReport struct {
+	Day          string
+	PolicyDomain string
+	State        string // TLSReport*
+	Attempts     int
+	FirstAttempt time.Time // zero before the first attempt
+	LastError    string
 }

@@ -403,6 +403,12 @@ func (r *Reader) command() *Command {
 	case "COMPRESS":
 		r.sp()
 		cmd.Args = &CompressArgs{Mechanism: r.upperAtom()}
+	case "GETMETADATA":
+		r.sp()
+		cmd.Args = r.getMetadataArgs()
+	case "SETMETADATA":
+		r.sp()
+		cmd.Args = r.setMetadataArgs()
 	case "GETQUOTA":
 		r.sp()
 		cmd.Args = &QuotaArgs{Root: r.astring()}

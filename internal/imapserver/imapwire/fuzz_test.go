@@ -32,6 +32,9 @@ func FuzzReadCommand(f *testing.F) {
 		"a COMPRESS DEFLATE\r\n",
 		"a EXAMINE x (QRESYNC (67890007 90060115194045000 1:29997 (5000,7500,9990:9999 15000,22500,29970,29973)))\r\n",
 		"a SELECT x (QRESYNC (1 2 (3:4 5:6)) CONDSTORE)\r\n",
+		"a GETMETADATA (MAXSIZE 1024 DEPTH infinity) \"INBOX\" (/shared/comment /private/comment)\r\n",
+		"a GETMETADATA \"\" /shared/admin\r\n",
+		"a SETMETADATA INBOX (/private/comment {5+}\r\nhello /shared/x NIL /shared/y ~{2+}\r\n\x00\x01 /shared/z \"\")\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -74,6 +77,21 @@ func FuzzReadCommand(f *testing.F) {
 			case *SelectArgs:
 				if q := a.QResync; q != nil && q.UIDValidity == 0 {
 					t.Fatalf("QRESYNC with UIDVALIDITY 0 accepted")
+				}
+			case *GetMetadataArgs:
+				if len(a.Entries) == 0 || len(a.Entries) > MaxMetadataEntries || a.Depth < -1 || a.Depth > 1 || a.MaxSize < -1 {
+					t.Fatalf("GETMETADATA args %+v", a)
+				}
+			case *SetMetadataArgs:
+				if len(a.Entries) == 0 || len(a.Entries) > MaxMetadataEntries {
+					t.Fatalf("SETMETADATA with %d entries", len(a.Entries))
+				}
+				for _, e := range a.Entries {
+					// Literals are bounded by MaxLiteral, quoted
+					// strings by the line.
+					if len(e.Value) > max(int(r.MaxLiteral), r.MaxLine) {
+						t.Fatalf("value of %d bytes", len(e.Value))
+					}
 				}
 			}
 			if key != nil {

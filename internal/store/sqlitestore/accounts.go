@@ -224,7 +224,7 @@ func (s *Store) DeleteAccount(ctx context.Context, id int64) error {
 				return err
 			}
 		}
-		for _, q := range []string{"DELETE FROM subscriptions WHERE account_id = ?", "DELETE FROM sieve_scripts WHERE account_id = ?", "DELETE FROM accounts WHERE id = ?"} {
+		for _, q := range []string{"DELETE FROM subscriptions WHERE account_id = ?", "DELETE FROM sieve_scripts WHERE account_id = ?", "DELETE FROM threads WHERE account_id = ?", "DELETE FROM metadata WHERE account_id = ?", "DELETE FROM accounts WHERE id = ?"} {
 			if _, err := t.ExecContext(t.ctx, q, id); err != nil {
 				return fmt.Errorf("delete account %d: %w", id, err)
 			}

@@ -174,8 +174,8 @@ func (t *txn) accountOfMailbox(id int64) (int64, error) {
 	return acc, err
 }
 
-// deleteMailbox removes a mailbox, its messages and expunge records, and
-// frees blobs no longer referenced.
+// deleteMailbox removes a mailbox, its messages, expunge records and
+// annotations, and frees blobs no longer referenced.
 func (t *txn) deleteMailbox(id int64) error {
 	acc, err := t.accountOfMailbox(id)
 	if err != nil {
@@ -193,6 +193,9 @@ func (t *txn) deleteMailbox(id int64) error {
 		if _, err := t.ExecContext(t.ctx, q, id); err != nil {
 			return fmt.Errorf("delete mailbox %d: %w", id, err)
 		}
+	}
+	if _, err := t.ExecContext(t.ctx, "DELETE FROM metadata WHERE account_id = ? AND mailbox_id = ?", acc, id); err != nil {
+		return fmt.Errorf("delete mailbox %d metadata: %w", id, err)
 	}
 	if _, err := t.ExecContext(t.ctx, "UPDATE accounts SET used_bytes = max(0, used_bytes - ?) WHERE id = ?", size, acc); err != nil {
 		return err

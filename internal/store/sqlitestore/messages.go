@@ -160,6 +160,9 @@ func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivere
 			return nil, fmt.Errorf("queue entry needs transport, destination and recipients: %w", store.ErrInvalid)
 		}
 	}
+	if d.ThreadID != "" && !validThreadID(d.ThreadID) {
+		return nil, fmt.Errorf("thread id %q: %w", d.ThreadID, store.ErrInvalid)
+	}
 	for i := range d.Recipients {
 		kw, err := cleanKeywords(d.Recipients[i].Keywords)
 		if err != nil {
@@ -184,9 +187,20 @@ func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivere
 		dirs = []string{dir}
 	}
 	emailID := "M" + strconv.FormatInt(blobID, 36)
+	// The header is read here, outside the writer, which only looks the
+	// hashed Message-IDs up.
+	var keys threadKeys
+	if d.ThreadID == "" && len(d.Recipients) > 0 {
+		if inline != nil {
+			keys = threadKeysOf(bytes.NewReader(inline))
+		} else {
+			keys = threadKeysOf(d.Blob)
+		}
+	}
 	out := make([]store.Delivered, 0, len(d.Recipients))
 	err := s.write(ctx, dirs, func(t *txn) error {
 		out = out[:0]
+		threads := map[int64]string{} // account -> thread of this message
 		if _, err := t.ExecContext(t.ctx, "INSERT INTO blobs(id, size, summary, created_at, inline) VALUES(?,?,?,?,?)", blobID, size, d.Summary, t.now.Unix(), inline != nil); err != nil {
 			return fmt.Errorf("insert blob: %w", err)
 		}
@@ -214,8 +228,18 @@ func (s *Store) Deliver(ctx context.Context, d store.Delivery) ([]store.Delivere
 			if idate.IsZero() {
 				idate = t.now
 			}
+			tid, ok := threads[r.AccountID]
+			if !ok {
+				tid = d.ThreadID
+				if tid == "" {
+					if tid, err = t.assignThread(r.AccountID, keys); err != nil {
+						return err
+					}
+				}
+				threads[r.AccountID] = tid
+			}
 			res, err := t.ExecContext(t.ctx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, keywords, internal_date, save_date, size, blob_id, prefix, email_id, thread_id)
-				VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`, mb, uid, modseq, r.Flags, joinKeywords(r.Keywords), unixNano(idate), unixNano(t.now), msize, blobID, r.Prefix, emailID, d.ThreadID)
+				VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`, mb, uid, modseq, r.Flags, joinKeywords(r.Keywords), unixNano(idate), unixNano(t.now), msize, blobID, r.Prefix, emailID, tid)
 			if err != nil {
 				return fmt.Errorf("insert message: %w", err)
 			}
@@ -355,21 +379,22 @@ func (s *Store) GetMessages(ctx context.Context, mailboxID int64, uids []uint32)
 
 func (s *Store) Changes(ctx context.Context, mailboxID int64, since int64) (store.Changes, error) {
 	var c store.Changes
-	var floor int64
-	if err := s.rdb.QueryRowContext(ctx, "SELECT highest_modseq, expunged_floor FROM mailboxes WHERE id = ?", mailboxID).Scan(&c.HighestModSeq, &floor); err != nil {
-		return c, readErr(fmt.Sprintf("mailbox %d", mailboxID), err)
-	}
-	c.ExpungesPruned = since < floor
 	// The read connection gives a consistent snapshot only within one
-	// transaction; both queries must see the same state.
+	// transaction; the floor, the messages and the expunge records must
+	// all come from the same state, or a prune between the queries would
+	// make an incomplete answer look exact.
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return c, readErr("changes", err)
 	}
 	defer tx.Rollback()
-	if err := tx.QueryRowContext(ctx, "SELECT highest_modseq FROM mailboxes WHERE id = ?", mailboxID).Scan(&c.HighestModSeq); err != nil {
-		return c, readErr("changes", err)
+	var floor int64
+	if err := tx.QueryRowContext(ctx, "SELECT highest_modseq, expunged_floor FROM mailboxes WHERE id = ?", mailboxID).Scan(&c.HighestModSeq, &floor); err != nil {
+		return c, readErr(fmt.Sprintf("mailbox %d", mailboxID), err)
 	}
+	// Records with MODSEQ <= floor are gone: the answer is exact only
+	// for a client that had seen everything up to the floor.
+	c.ExpungesPruned = since < floor
 	rows, err := tx.QueryContext(ctx, "SELECT "+metaCols+" FROM messages m WHERE m.mailbox_id = ? AND m.modseq > ? ORDER BY m.uid", mailboxID, since)
 	if err != nil {
 		return c, readErr("changes", err)
@@ -553,6 +578,10 @@ func (s *Store) StoreFlags(ctx context.Context, mailboxID int64, uids []uint32, 
 // copyMessages copies rows of src into dst with fresh UIDs.
 func (t *txn) copyMessages(src int64, uids []uint32, dst int64, quota bool) (store.CopyResult, error) {
 	var res store.CopyResult
+	srcAcc, err := t.accountOfMailbox(src)
+	if err != nil {
+		return res, err
+	}
 	dstAcc, err := t.accountOfMailbox(dst)
 	if err != nil {
 		return res, err
@@ -582,8 +611,13 @@ func (t *txn) copyMessages(src int64, uids []uint32, dst int64, quota bool) (sto
 	}
 	for i, r := range rows {
 		uid := first + uint32(i)
+		// Within an account a copy keeps its thread id (RFC 8474).
+		tid, err := t.copiedThread(srcAcc, dstAcc, r.ThreadID)
+		if err != nil {
+			return res, err
+		}
 		if _, err := t.ExecContext(t.ctx, `INSERT INTO messages(mailbox_id, uid, modseq, flags, keywords, internal_date, save_date, size, blob_id, prefix, email_id, thread_id)
-			VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`, dst, uid, modseq, r.Flags, joinKeywords(r.Keywords), unixNano(r.InternalDate), unixNano(t.now), r.Size, r.BlobID, r.prefix, r.EmailID, r.ThreadID); err != nil {
+			VALUES(?,?,?,?,?,?,?,?,?,?,?,?)`, dst, uid, modseq, r.Flags, joinKeywords(r.Keywords), unixNano(r.InternalDate), unixNano(t.now), r.Size, r.BlobID, r.prefix, r.EmailID, tid); err != nil {
 			return res, fmt.Errorf("copy message: %w", err)
 		}
 		res.SrcUIDs = append(res.SrcUIDs, r.UID)
@@ -672,7 +706,7 @@ func (t *txn) expunge(mailboxID int64, uids []uint32) ([]uint32, error) {
 		if _, err := t.ExecContext(t.ctx, "DELETE FROM messages WHERE id = ?", r.ID); err != nil {
 			return nil, err
 		}
-		if _, err := t.ExecContext(t.ctx, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES(?,?,?)", mailboxID, r.UID, modseq); err != nil {
+		if _, err := t.ExecContext(t.ctx, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq, expunged_at) VALUES(?,?,?,?)", mailboxID, r.UID, modseq, unixNano(t.now)); err != nil {
 			return nil, err
 		}
 		out = append(out, r.UID)

@@ -170,6 +170,63 @@ CREATE TABLE replies (
 ) WITHOUT ROWID;
 CREATE INDEX replies_last ON replies(last);
 `,
+	// 8: when each expunge record was made (unix nanoseconds), so records
+	// older than the QRESYNC window can be pruned (Options.ExpungeWindow).
+	// Existing records count as made now: they get a full window.
+	`
+ALTER TABLE expunged ADD COLUMN expunged_at INTEGER NOT NULL DEFAULT 0;
+UPDATE expunged SET expunged_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000000000;
+CREATE INDEX expunged_at ON expunged(expunged_at);
+`,
+	// 9: outbound TLS results per policy domain and UTC day, and the TLS
+	// reports (RFC 8460) sent from them.
+	`
+CREATE TABLE tls_results (
+	day           TEXT NOT NULL,
+	policy_domain TEXT NOT NULL,
+	policy_type   TEXT NOT NULL,
+	policy_string TEXT NOT NULL,
+	result_type   TEXT NOT NULL,
+	mx_host       TEXT NOT NULL,
+	receiving_ip  TEXT NOT NULL,
+	sending_ip    TEXT NOT NULL,
+	reason        TEXT NOT NULL,
+	count         INTEGER NOT NULL,
+	UNIQUE(day, policy_domain, policy_type, policy_string, result_type, mx_host, receiving_ip, sending_ip, reason)
+);
+CREATE TABLE tls_reports (
+	day           TEXT NOT NULL,
+	policy_domain TEXT NOT NULL,
+	state         TEXT NOT NULL,
+	attempts      INTEGER NOT NULL DEFAULT 0,
+	first_attempt INTEGER NOT NULL DEFAULT 0,
+	last_error    TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY(day, policy_domain)
+) WITHOUT ROWID;
+`,
+	// 10: thread ids (RFC 8474 THREADID). One row per Message-ID an
+	// account has seen (its messages' own and the ones they refer to),
+	// keyed by a 64-bit hash of it, naming the thread it belongs to.
+	// Messages stored before this version keep an empty thread id.
+	`
+CREATE TABLE threads (
+	account_id INTEGER NOT NULL,
+	key        INTEGER NOT NULL,
+	thread_id  TEXT NOT NULL,
+	PRIMARY KEY(account_id, key)
+) WITHOUT ROWID;
+`,
+	// 11: annotations (RFC 5464 METADATA) per mailbox, and per account
+	// (mailbox_id 0) for its private server annotations.
+	`
+CREATE TABLE metadata (
+	account_id INTEGER NOT NULL,
+	mailbox_id INTEGER NOT NULL,
+	name       TEXT NOT NULL,
+	value      BLOB NOT NULL,
+	PRIMARY KEY(account_id, mailbox_id, name)
+) WITHOUT ROWID;
+`,
 }
 
 // migrate brings the database to the newest schema version, one

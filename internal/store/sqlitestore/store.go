@@ -40,6 +40,14 @@ type Options struct {
 	// InlineMax is the largest blob kept inside the database rather than
 	// as a file (default 128 KiB; negative: every blob is a file).
 	InlineMax int64
+	// ExpungeWindow is how long expunge records are kept for QRESYNC
+	// before the maintenance loop prunes them (default
+	// DefaultExpungeWindow, 90 days; negative: never prune). See
+	// PruneExpunged.
+	ExpungeWindow time.Duration
+	// MaintainInterval is how often the maintenance loop runs (pruning,
+	// incremental vacuum); default 10 minutes. Tests shorten it.
+	MaintainInterval time.Duration
 }
 
 // Store implements store.Store.
@@ -54,9 +62,12 @@ type Store struct {
 	reqs      chan *writeReq
 	maxBatch  int
 	inlineMax int64
-	stopOnce  sync.Once
-	stop      chan struct{}
-	done      chan struct{}
+	// expungeWindow <= 0: never prune expunge records.
+	expungeWindow time.Duration
+	maintainEvery time.Duration
+	stopOnce      sync.Once
+	stop          chan struct{}
+	done          chan struct{}
 
 	watch watchers
 	lists listCache
@@ -88,6 +99,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	}
 	if opts.InlineMax == 0 {
 		opts.InlineMax = 128 << 10
+	}
+	if opts.ExpungeWindow == 0 {
+		opts.ExpungeWindow = DefaultExpungeWindow
+	}
+	if opts.MaintainInterval <= 0 {
+		opts.MaintainInterval = 10 * time.Minute
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
@@ -123,16 +140,18 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		log:       opts.Logger,
-		dir:       dir,
-		wdb:       wdb,
-		rdb:       rdb,
-		blobs:     blobs,
-		reqs:      make(chan *writeReq, 1024),
-		maxBatch:  opts.MaxBatch,
-		inlineMax: opts.InlineMax,
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		log:           opts.Logger,
+		dir:           dir,
+		wdb:           wdb,
+		rdb:           rdb,
+		blobs:         blobs,
+		reqs:          make(chan *writeReq, 1024),
+		maxBatch:      opts.MaxBatch,
+		inlineMax:     opts.InlineMax,
+		stop:          make(chan struct{}),
+		expungeWindow: opts.ExpungeWindow,
+		maintainEvery: opts.MaintainInterval,
+		done:          make(chan struct{}),
 	}
 	s.watch.init()
 	if s.wconn, err = newWriterConn(ctx, wdb); err != nil {
@@ -513,16 +532,25 @@ func (s *Store) WatchAccount(accountID int64) (<-chan struct{}, func()) {
 	return s.watch.watch(s.watch.accounts, accountID)
 }
 
-// maintain hands free pages of deleted mail back to the file system when
-// they make up a large part of the database.
+// maintain prunes expunge records older than the QRESYNC window and hands
+// free pages of deleted mail back to the file system when they make up a
+// large part of the database.
 func (s *Store) maintain() {
-	t := time.NewTicker(10 * time.Minute)
+	t := time.NewTicker(s.maintainEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
+			if s.expungeWindow > 0 {
+				n, err := s.PruneExpunged(context.Background(), time.Now().Add(-s.expungeWindow))
+				if err != nil {
+					s.log.Warn("prune expunge records", "err", err)
+				} else if n > 0 {
+					s.log.Debug("pruned expunge records", "count", n, "window", s.expungeWindow)
+				}
+			}
 			if err := s.vacuum(context.Background()); err != nil {
 				s.log.Warn("incremental vacuum", "err", err)
 			}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,6 +36,9 @@ func Run(t *testing.T, open Opener) {
 		{"Flags", testFlags},
 		{"CopyMoveExpunge", testCopyMoveExpunge},
 		{"Changes", testChanges},
+		{"PruneExpunged", testPruneExpunged},
+		{"Threads", testThreads},
+		{"Metadata", testMetadata},
 		{"Watch", testWatch},
 		{"Recent", testRecent},
 		{"Import", testImport},
@@ -44,6 +48,7 @@ func Run(t *testing.T, open Opener) {
 		{"Sieve", testSieve},
 		{"ReverseAliases", testReverseAliases},
 		{"Replies", testReplies},
+		{"TLSResults", testTLSResults},
 		{"Concurrency", testConcurrency},
 	}
 	for _, tt := range tests {
@@ -470,6 +475,335 @@ func testChanges(t *testing.T, st store.Store) {
 	must(t, err)
 	if len(c.Changed)+len(c.Expunged) != 0 {
 		t.Fatalf("changes after highest: %+v", c)
+	}
+}
+
+// testPruneExpunged: records made before the cutoff go and raise the
+// floor; Changes below the floor says so and still lists the newer
+// records, Changes at or above the floor is exact, and mailboxes without
+// old records are untouched.
+func testPruneExpunged(t *testing.T, st store.Store) {
+	acc := setup(t, st, "a@example.org")[0]
+	in := mailbox(t, st, acc.ID, "INBOX")
+	arch := mailbox(t, st, acc.ID, "Archive")
+	for i := 0; i < 6; i++ {
+		deliver(t, st, "x", store.Recipient{AccountID: acc.ID})
+	}
+	deliver(t, st, "y", store.Recipient{AccountID: acc.ID, MailboxID: arch.ID})
+	base, err := st.Changes(ctx(), in.ID, 0)
+	must(t, err)
+	_, err = st.Expunge(ctx(), in.ID, []uint32{1, 2})
+	must(t, err)
+	old, err := st.Changes(ctx(), in.ID, base.HighestModSeq)
+	must(t, err)
+	floor := old.HighestModSeq // the MODSEQ of the old expunge
+	if len(old.Expunged) != 2 || old.Expunged[0].ModSeq != floor {
+		t.Fatalf("before pruning: %+v", old)
+	}
+	// Timestamps need only be ordered: leave a gap either side of the
+	// cutoff so any clock resolution of a backend separates them.
+	time.Sleep(20 * time.Millisecond)
+	cutoff := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	_, err = st.Expunge(ctx(), in.ID, []uint32{4})
+	must(t, err)
+	_, err = st.Expunge(ctx(), arch.ID, []uint32{1})
+	must(t, err)
+	n, err := st.PruneExpunged(ctx(), cutoff)
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("pruned %d records, want 2", n)
+	}
+	for _, since := range []int64{0, base.HighestModSeq, floor - 1} {
+		c, err := st.Changes(ctx(), in.ID, since)
+		must(t, err)
+		if !c.ExpungesPruned || len(c.Expunged) != 1 || c.Expunged[0].UID != 4 || c.Expunged[0].ModSeq <= floor {
+			t.Fatalf("changes since %d (floor %d): %+v", since, floor, c)
+		}
+	}
+	c, err := st.Changes(ctx(), in.ID, floor)
+	must(t, err)
+	if c.ExpungesPruned || len(c.Expunged) != 1 || c.Expunged[0].UID != 4 {
+		t.Fatalf("changes since the floor %d: %+v", floor, c)
+	}
+	c, err = st.Changes(ctx(), in.ID, c.Expunged[0].ModSeq)
+	must(t, err)
+	if c.ExpungesPruned || len(c.Expunged) != 0 {
+		t.Fatalf("changes after the last expunge: %+v", c)
+	}
+	// The other mailbox's record is newer than the cutoff.
+	c, err = st.Changes(ctx(), arch.ID, 0)
+	must(t, err)
+	if c.ExpungesPruned || len(c.Expunged) != 1 {
+		t.Fatalf("archive changes: %+v", c)
+	}
+	// Nothing left to prune; an earlier cutoff never lowers the floor.
+	n, err = st.PruneExpunged(ctx(), time.Time{})
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("pruned %d more", n)
+	}
+	if c, _ := st.Changes(ctx(), in.ID, floor-1); !c.ExpungesPruned {
+		t.Fatalf("floor lowered: %+v", c)
+	}
+	// Everything goes with a cutoff in the future.
+	n, err = st.PruneExpunged(ctx(), time.Now().Add(time.Hour))
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("pruned %d, want 2", n)
+	}
+	c, err = st.Changes(ctx(), arch.ID, 0)
+	must(t, err)
+	if !c.ExpungesPruned || len(c.Expunged) != 0 {
+		t.Fatalf("archive after pruning all: %+v", c)
+	}
+	// Messages still report their changes whatever the floor.
+	c, err = st.Changes(ctx(), in.ID, 0)
+	must(t, err)
+	if len(c.Changed) != 3 {
+		t.Fatalf("changed %+v", c.Changed)
+	}
+}
+
+// threadOf delivers msg (LF line ends become CRLF) to each account's
+// INBOX in one delivery and returns the thread ids, checking their syntax
+// (RFC 8474 objectid).
+func threadOf(t *testing.T, st store.Store, msg string, accs ...store.Account) []string {
+	t.Helper()
+	var rcpts []store.Recipient
+	for _, a := range accs {
+		rcpts = append(rcpts, store.Recipient{AccountID: a.ID})
+	}
+	ds := deliver(t, st, strings.ReplaceAll(msg, "\n", "\r\n"), rcpts...)
+	var out []string
+	for _, d := range ds {
+		ms, err := st.GetMessages(ctx(), d.MailboxID, []uint32{d.UID})
+		must(t, err)
+		tid := ms[0].ThreadID
+		if !validObjectID(tid) {
+			t.Fatalf("thread id %q is not an RFC 8474 objectid", tid)
+		}
+		out = append(out, tid)
+	}
+	return out
+}
+
+func validObjectID(id string) bool {
+	if id == "" || len(id) > 255 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// testThreads: replies join the thread of what they refer to (either
+// order of arrival), unrelated messages start their own, copies and moves
+// keep the thread within an account, and accounts never share one.
+func testThreads(t *testing.T, st store.Store) {
+	accs := setup(t, st, "a@example.org", "b@example.org")
+	a, b := accs[0], accs[1]
+	root := threadOf(t, st, "Message-ID: <p1@example.com>\nSubject: plan\n\nhi\n", a, b)
+	if root[0] == root[1] {
+		t.Fatalf("accounts share thread %s", root[0])
+	}
+	tests := []struct {
+		name string
+		msg  string
+		same bool // joins root's thread in account a
+	}{
+		{"in-reply-to", "Message-ID: <r1@example.com>\nIn-Reply-To: <p1@example.com>\n\nre\n", true},
+		{"references only, folded", "Message-ID: <r2@example.com>\nReferences: <p1@example.com>\n <r1@example.com>\n\nre\n", true},
+		{"unknown parent, known ancestor", "Message-ID: <r3@example.com>\nIn-Reply-To: <gone@example.com>\nReferences: <p1@example.com> <gone@example.com>\n\n", true},
+		{"unrelated", "Message-ID: <other@example.com>\nSubject: plan\n\n", false},
+		{"no header fields", "just text", false},
+		{"same message again", "Message-ID: <p1@example.com>\n\n", true},
+	}
+	for _, tc := range tests {
+		got := threadOf(t, st, tc.msg, a)[0]
+		if (got == root[0]) != tc.same {
+			t.Errorf("%s: thread %s, root %s, want same=%v", tc.name, got, root[0], tc.same)
+		}
+	}
+	// The other account's reply joins its own copy's thread.
+	if got := threadOf(t, st, "Message-ID: <rb@example.com>\nIn-Reply-To: <p1@example.com>\n\n", b)[0]; got != root[1] {
+		t.Fatalf("account b reply in %s, want %s", got, root[1])
+	}
+	// A reply that arrives before its parent: the parent joins it, and
+	// so does a sibling referring to the same parent.
+	child := threadOf(t, st, "Message-ID: <c@example.com>\nIn-Reply-To: <late@example.com>\n\n", a)[0]
+	if child == root[0] {
+		t.Fatal("unrelated reply joined root thread")
+	}
+	if p := threadOf(t, st, "Message-ID: <late@example.com>\n\n", a)[0]; p != child {
+		t.Fatalf("late parent in %s, child in %s", p, child)
+	}
+	if s := threadOf(t, st, "Message-ID: <s@example.com>\nReferences: <late@example.com>\n\n", a)[0]; s != child {
+		t.Fatalf("sibling in %s, child in %s", s, child)
+	}
+	// Two unrelated messages without Message-ID are two threads.
+	if x, y := threadOf(t, st, "Subject: a\n\n", a)[0], threadOf(t, st, "Subject: a\n\n", a)[0]; x == y {
+		t.Fatalf("messages without ids share thread %s", x)
+	}
+	// Copy and move keep the thread id.
+	in := mailbox(t, st, a.ID, "INBOX")
+	arch := mailbox(t, st, a.ID, "Archive")
+	cr, err := st.Copy(ctx(), in.ID, []uint32{1, 2}, arch.ID)
+	must(t, err)
+	mr, err := st.Move(ctx(), in.ID, []uint32{3}, arch.ID)
+	must(t, err)
+	ms, err := st.GetMessages(ctx(), arch.ID, append(cr.DstUIDs, mr.DstUIDs...))
+	must(t, err)
+	if len(ms) != 3 {
+		t.Fatalf("copied %d messages", len(ms))
+	}
+	for _, m := range ms {
+		if m.ThreadID != root[0] {
+			t.Fatalf("copy of UID %d in thread %s, want %s", m.UID, m.ThreadID, root[0])
+		}
+	}
+	// A copy into another account gets a thread of that account, one for
+	// every copied message of the same source thread.
+	bin := mailbox(t, st, b.ID, "INBOX")
+	cr, err = st.Copy(ctx(), in.ID, []uint32{1, 2}, bin.ID)
+	must(t, err)
+	ms, err = st.GetMessages(ctx(), bin.ID, cr.DstUIDs)
+	must(t, err)
+	if len(ms) != 2 || ms[0].ThreadID == root[0] || ms[0].ThreadID != ms[1].ThreadID || !validObjectID(ms[0].ThreadID) {
+		t.Fatalf("cross-account copies: %+v", ms)
+	}
+	// An explicit thread id (imports) is used as given; a bad one is
+	// refused.
+	d, err := st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte("Message-ID: <i@example.com>\r\n\r\n")), ThreadID: "Imported-1_x", Recipients: []store.Recipient{{AccountID: a.ID}}})
+	must(t, err)
+	ms, err = st.GetMessages(ctx(), d[0].MailboxID, []uint32{d[0].UID})
+	must(t, err)
+	if ms[0].ThreadID != "Imported-1_x" {
+		t.Fatalf("imported thread %q", ms[0].ThreadID)
+	}
+	_, err = st.Deliver(ctx(), store.Delivery{Blob: bytes.NewReader([]byte("x")), ThreadID: "bad id", Recipients: []store.Recipient{{AccountID: a.ID}}})
+	wantErr(t, err, store.ErrInvalid)
+}
+
+func metaString(es []store.MetadataEntry) string {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%s=%q;", e.Name, e.Value)
+	}
+	return b.String()
+}
+
+// testMetadata: annotations per mailbox and per account, atomic updates,
+// the limits, and their life with the mailbox (rename, delete) and the
+// account.
+func testMetadata(t *testing.T, st store.Store) {
+	accs := setup(t, st, "a@example.org", "b@example.org")
+	a, b := accs[0], accs[1]
+	work, err := st.CreateMailbox(ctx(), a.ID, "Work", "", 0)
+	must(t, err)
+	in := mailbox(t, st, a.ID, "INBOX")
+	get := func(acc, mb int64) string {
+		t.Helper()
+		es, err := st.GetMetadata(ctx(), acc, mb)
+		must(t, err)
+		return metaString(es)
+	}
+	if got := get(a.ID, work.ID); got != "" {
+		t.Fatalf("new mailbox has %s", got)
+	}
+	must(t, st.SetMetadata(ctx(), a.ID, work.ID, []store.MetadataEntry{
+		{Name: "/shared/comment", Value: []byte("team")},
+		{Name: "/private/comment", Value: []byte("mine")},
+		{Name: "/private/vendor/x/bin", Value: []byte{0, 1, 0xff}},
+	}))
+	must(t, st.SetMetadata(ctx(), a.ID, 0, []store.MetadataEntry{{Name: "/private/vendor/x/theme", Value: []byte("dark")}}))
+	want := `/private/comment="mine";/private/vendor/x/bin="\x00\x01\xff";/shared/comment="team";`
+	if got := get(a.ID, work.ID); got != want {
+		t.Fatalf("work: %s, want %s", got, want)
+	}
+	if got := get(a.ID, in.ID); got != "" {
+		t.Fatalf("INBOX: %s", got)
+	}
+	if got := get(a.ID, 0); got != `/private/vendor/x/theme="dark";` {
+		t.Fatalf("server: %s", got)
+	}
+	// Another account sees none of it and cannot reach the mailbox.
+	if got := get(b.ID, 0); got != "" {
+		t.Fatalf("account b server entries: %s", got)
+	}
+	_, err = st.GetMetadata(ctx(), b.ID, work.ID)
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, st.SetMetadata(ctx(), b.ID, work.ID, []store.MetadataEntry{{Name: "/private/x", Value: []byte("y")}}), store.ErrNotFound)
+	// Replace, delete (nil), and delete of a missing entry.
+	must(t, st.SetMetadata(ctx(), a.ID, work.ID, []store.MetadataEntry{
+		{Name: "/shared/comment", Value: []byte("new")},
+		{Name: "/private/comment"},
+		{Name: "/private/never"},
+		{Name: "/private/empty", Value: []byte{}},
+	}))
+	want = `/private/empty="";/private/vendor/x/bin="\x00\x01\xff";/shared/comment="new";`
+	if got := get(a.ID, work.ID); got != want {
+		t.Fatalf("after update: %s, want %s", got, want)
+	}
+	// Limits, and atomicity: a failing update changes nothing.
+	for _, tc := range []struct {
+		entries []store.MetadataEntry
+		err     error
+	}{
+		{[]store.MetadataEntry{{Name: "/shared/comment", Value: []byte("x")}, {Name: "/private/big", Value: make([]byte, store.MetadataMaxValue+1)}}, store.ErrTooLarge},
+		{[]store.MetadataEntry{{Name: "/shared/comment", Value: []byte("x")}, {Name: "/other/x", Value: []byte("y")}}, store.ErrInvalid},
+		{[]store.MetadataEntry{{Name: "/shared/Comment", Value: []byte("x")}}, store.ErrInvalid},
+		{[]store.MetadataEntry{{Name: "/shared/", Value: []byte("x")}}, store.ErrInvalid},
+		{[]store.MetadataEntry{{Name: "/private/a//b", Value: []byte("x")}}, store.ErrInvalid},
+		{[]store.MetadataEntry{{Name: "/private/a*", Value: []byte("x")}}, store.ErrInvalid},
+	} {
+		wantErr(t, st.SetMetadata(ctx(), a.ID, work.ID, tc.entries), tc.err)
+	}
+	var many []store.MetadataEntry
+	for i := 0; i < store.MetadataMaxEntries-2; i++ { // 3 exist: one too many
+		many = append(many, store.MetadataEntry{Name: fmt.Sprintf("/private/n%03d", i), Value: []byte("v")})
+	}
+	many = append(many, store.MetadataEntry{Name: "/shared/comment", Value: []byte("x")})
+	wantErr(t, st.SetMetadata(ctx(), a.ID, work.ID, many), store.ErrTooMany)
+	if got := get(a.ID, work.ID); got != want {
+		t.Fatalf("failed updates changed: %s", got)
+	}
+	// Exactly the limit is fine.
+	must(t, st.SetMetadata(ctx(), a.ID, work.ID, many[:store.MetadataMaxEntries-3]))
+	wantErr(t, st.SetMetadata(ctx(), a.ID, work.ID, []store.MetadataEntry{{Name: "/private/one-more", Value: []byte("x")}}), store.ErrTooMany)
+	// The account's total.
+	big := make([]byte, store.MetadataMaxValue)
+	var fill []store.MetadataEntry
+	for i := 0; i < store.MetadataMaxAccountBytes/store.MetadataMaxValue*3/4; i++ {
+		fill = append(fill, store.MetadataEntry{Name: fmt.Sprintf("/private/big%03d", i), Value: big})
+	}
+	must(t, st.SetMetadata(ctx(), a.ID, in.ID, fill))
+	trash := mailbox(t, st, a.ID, "Trash")
+	wantErr(t, st.SetMetadata(ctx(), a.ID, trash.ID, fill[:len(fill)/2]), store.ErrOverQuota)
+	if es, err := st.GetMetadata(ctx(), a.ID, trash.ID); err != nil || len(es) != 0 {
+		t.Fatalf("over quota update kept %d entries, %v", len(es), err)
+	}
+	// Entries follow a rename and go with the mailbox.
+	must(t, st.RenameMailbox(ctx(), work.ID, "Jobs"))
+	if es, err := st.GetMetadata(ctx(), a.ID, work.ID); err != nil || len(es) != store.MetadataMaxEntries {
+		t.Fatalf("after rename: %d entries, %v", len(es), err)
+	}
+	must(t, st.DeleteMailbox(ctx(), work.ID))
+	_, err = st.GetMetadata(ctx(), a.ID, work.ID)
+	wantErr(t, err, store.ErrNotFound)
+	// A backend may reuse the id: nothing must come back with it.
+	again, err := st.CreateMailbox(ctx(), a.ID, "Jobs", "", 0)
+	must(t, err)
+	if got := get(a.ID, again.ID); got != "" {
+		t.Fatalf("recreated mailbox inherits %s", got)
+	}
+	must(t, st.DeleteAccount(ctx(), a.ID))
+	c := setup(t, st, "a@example.org")[0]
+	if got := get(c.ID, 0); got != "" {
+		t.Fatalf("new account inherits %s", got)
 	}
 }
 
