@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/mailstead/mailstead/internal/control"
 	"github.com/mailstead/mailstead/internal/delivery"
 	"github.com/mailstead/mailstead/internal/manage"
+	"github.com/mailstead/mailstead/internal/queue"
 	"github.com/mailstead/mailstead/internal/server"
 	"github.com/mailstead/mailstead/internal/store"
 )
@@ -39,6 +41,7 @@ type queueCmd struct {
 	Release queueReleaseCmd `cmd:"" help:"Release held messages and try them now."`
 	Delete  queueDeleteCmd  `cmd:"" help:"Remove queued messages without telling the sender."`
 	Bounce  queueBounceCmd  `cmd:"" help:"Return queued messages to their sender with a DSN."`
+	TLS     queueTLSCmd     `cmd:"" name:"tls" help:"Show per-domain TLS results of outbound delivery (what RFC 8460 reports carry)."`
 }
 
 type queueSel struct {
@@ -215,4 +218,39 @@ type queueBounceCmd struct{ queueSel }
 
 func (c *queueBounceCmd) Run(g *globals) error {
 	return g.queueChange("queue.bounce", "bounce", c.queueSel)
+}
+
+type queueTLSCmd struct {
+	Domain string `help:"Only this recipient domain."`
+	Days   int    `default:"7" help:"How many UTC days, today included."`
+}
+
+func (c *queueTLSCmd) Run(g *globals) error {
+	var ss []queue.TLSDomainSummary
+	if err := g.run("queue.tls", manage.TLSArgs{Domain: c.Domain, Days: c.Days}, &ss); err != nil {
+		return err
+	}
+	if g.JSON {
+		return g.printJSON(ss)
+	}
+	if len(ss) == 0 {
+		fmt.Fprintln(g.stdout, "(no TLS sessions recorded in that time)")
+		return nil
+	}
+	var rows [][]string
+	for _, s := range ss {
+		var kinds []string
+		for k, n := range s.ByResult {
+			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+		}
+		sort.Strings(kinds)
+		rows = append(rows, []string{s.Day, s.Domain, strconv.FormatInt(s.Successful, 10), strconv.FormatInt(s.Failed, 10), strings.Join(kinds, " ")})
+	}
+	g.table("DAY\tDOMAIN\tOK\tFAILED\tFAILURES", rows)
+	for _, s := range ss {
+		for _, f := range s.Failures {
+			fmt.Fprintf(g.stdout, "%s %s: %d× %s (%s) mx=%s ip=%s %s\n", s.Day, s.Domain, f.Count, f.ResultType, f.PolicyType, f.MXHost, f.ReceivingIP, f.Reason)
+		}
+	}
+	return nil
 }

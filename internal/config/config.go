@@ -152,6 +152,11 @@ type Store struct {
 	// backend (a Secret, see DSN).
 	DSNFile string `toml:"dsn_file,omitempty"`
 	DSNEnv  string `toml:"dsn_env,omitempty"`
+	// ExpungeRetention is how long the record of an expunged message is
+	// kept for QRESYNC clients (RFC 7162 VANISHED); a client offline
+	// longer still resyncs correctly, with a longer answer. "0s" keeps
+	// them forever. Default 90 days.
+	ExpungeRetention Duration `toml:"expunge_retention"`
 }
 
 // DSN returns the connection string secret.
@@ -202,7 +207,7 @@ func baseDefaults() *Config {
 			UserRecipientsPerMessage: 100,
 			UserRecipientsPerDay:     1000,
 		},
-		Store:    Store{Backend: "sqlite"},
+		Store:    Store{Backend: "sqlite", ExpungeRetention: Duration(90 * 24 * time.Hour)},
 		Accounts: Accounts{SubaddressDelimiter: "+"},
 		Outbound: defaultOutbound(),
 		Spam:     defaultSpam(),

@@ -462,7 +462,11 @@ func TestErrors(t *testing.T) {
 		{"limit range", admin + "[limits]\nmax_recipients = 0\n", "5:18", "limits.max_recipients = 0 is out of range", "between 1 and 100000", 0},
 		{"size range", admin + "[limits]\nmax_line_length = \"100B\"\n", "5:19", "limits.max_line_length = 100B is out of range", "between 1KB and 16MiB", 0},
 		{"negative int size", admin + "[limits]\nimap_max_literal = -1\n", "5:20", "limits.imap_max_literal = -1B is out of range", "", 0},
-		{"duration range", admin + "[limits]\nsmtp_command_timeout = \"100ms\"\n", "5:24", "limits.smtp_command_timeout = 100ms is out of range", "between 1s and 24h", 0},
+		{"tls reports without organization", admin + "[outbound.tls_reports]\nenabled = true\ncontact = \"pm@example.org\"\n", "4:2", "enabled needs organization", "organization =", 0},
+		{"tls reports bad contact", admin + "[outbound.tls_reports]\nenabled = true\norganization = \"X\"\ncontact = \"Post Master <pm@example.org>\"\n", "7:11", "is not an e-mail address", "plain address", 0},
+		{"tls reports retention", admin + "[outbound.tls_reports]\nretention = \"1d\"\n", "5:13", "retention = 1d is out of range", "between 3d and 365d", 0},
+		{"expunge retention unit", admin + "[store]\nexpunge_retention = \"90 days\"\n", "5:21", "invalid duration", "90d", 0},
+		{"duration range", admin + "[limits]\nsmtp_command_timeout = \"100ms\"\n", "5:24", "limits.smtp_command_timeout = 100ms is out of range", "between 1s and 1d", 0},
 		{"pregreet range", admin + "[limits]\npregreet_wait = \"1m\"\n", "5:17", "limits.pregreet_wait = 1m is out of range", "between 0s and 30s", 0},
 		{"errors range", admin + "[limits]\nmax_errors_per_session = -1\n", "5:26", "limits.max_errors_per_session = -1 is out of range", "0 is unlimited", 0},
 		{"exempt network", admin + "[limits]\nexempt_networks = [\"10.0.0.1/8\"]\n", "5:20", "host bits set", "10.0.0.0/8", 0},
@@ -694,6 +698,11 @@ func TestDuration(t *testing.T) {
 		{"1h0m5s", time.Hour + 5*time.Second, "1h0m5s"},
 		{"500ms", 500 * time.Millisecond, "500ms"},
 		{"0s", 0, "0s"},
+		{"90d", 90 * 24 * time.Hour, "90d"},
+		{"2w", 14 * 24 * time.Hour, "14d"},
+		{"1w2d", 9 * 24 * time.Hour, "9d"},
+		{"1d12h", 36 * time.Hour, "36h"},
+		{"48h", 48 * time.Hour, "2d"},
 	} {
 		var d Duration
 		if err := d.UnmarshalText([]byte(tc.in)); err != nil || d.D() != tc.want {
@@ -708,7 +717,7 @@ func TestDuration(t *testing.T) {
 			t.Errorf("round trip %q: %v %v", d.String(), back, err)
 		}
 	}
-	for _, bad := range []string{"", "5", "5 minutes", "-1s", "1d"} {
+	for _, bad := range []string{"", "5", "5 minutes", "-1s", "d", "1x", "1d-1h", "2d1w", "99999999999999w", "1.5d"} {
 		var d Duration
 		if err := d.UnmarshalText([]byte(bad)); err == nil {
 			t.Errorf("%q accepted as %v", bad, d)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/mail"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,26 @@ type Outbound struct {
 
 	Smarthost Relay   `toml:"smarthost"`
 	Routes    []Route `toml:"route,omitempty"`
+	// TLSReports sends daily SMTP TLS reports (RFC 8460) to the domains
+	// this server delivered to that ask for them (_smtp._tls TXT). The
+	// per-domain results behind them are always recorded in direct mode
+	// (`mailstead queue tls`).
+	TLSReports TLSReports `toml:"tls_reports"`
+}
+
+// TLSReports configures RFC 8460 aggregate reports.
+type TLSReports struct {
+	Enabled bool `toml:"enabled"`
+	// Organization is the report's organization-name; Contact its
+	// contact-info (an address that reads replies). From is the sender
+	// of mailed reports (default: Contact); its domain should have a DKIM
+	// key, since receivers expect signed reports.
+	Organization string `toml:"organization,omitempty"`
+	Contact      string `toml:"contact,omitempty"`
+	From         string `toml:"from,omitempty"`
+	// Retention is how long the per-domain results are kept (at least 3
+	// days; default 14 days).
+	Retention Duration `toml:"retention"`
 }
 
 // DKIMSelector picks the selector that signs a domain's mail.
@@ -134,6 +155,7 @@ func defaultOutbound() Outbound {
 		CommandTimeout:    Duration(5 * time.Minute),
 		MTASTS:            true,
 		BounceMaxSize:     100 * 1000,
+		TLSReports:        TLSReports{Retention: Duration(14 * 24 * time.Hour)},
 	}
 }
 
@@ -222,6 +244,22 @@ func (v *validator) checkOutbound() {
 	}
 	if o.BounceMaxSize < 1000 || o.BounceMaxSize > 100<<20 {
 		v.errAt("outbound.bounce_max_size", "between 1KB and 100MiB", "outbound.bounce_max_size = %s is out of range", o.BounceMaxSize)
+	}
+	if r := &o.TLSReports; r.Enabled {
+		if strings.TrimSpace(r.Organization) == "" {
+			v.errKey("outbound.tls_reports", `e.g. organization = "Example Family"`, "outbound.tls_reports: enabled needs organization")
+		}
+		for _, a := range []struct{ key, val string }{{"contact", r.Contact}, {"from", r.From}} {
+			if a.val == "" && a.key == "from" {
+				continue
+			}
+			if _, err := mail.ParseAddress(a.val); err != nil || strings.ContainsAny(a.val, "<> ") {
+				v.errAt("outbound.tls_reports."+a.key, `a plain address, e.g. "postmaster@example.org"`, "outbound.tls_reports.%s %q is not an e-mail address", a.key, a.val)
+			}
+		}
+	}
+	if d := o.TLSReports.Retention.D(); d != 0 && (d < 3*24*time.Hour || d > 365*24*time.Hour) {
+		v.errAt("outbound.tls_reports.retention", "between 3d and 365d; the default is 14d", "outbound.tls_reports.retention = %s is out of range", o.TLSReports.Retention)
 	}
 	seenSel := map[string]bool{}
 	for i := range o.DKIM {

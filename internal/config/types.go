@@ -24,6 +24,10 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // String formats d like time.Duration but without the zero-valued trailing
 // units that make "5m0s" hard to read: 5*time.Minute prints as "5m".
 func (d Duration) String() string {
+	const day = 24 * time.Hour
+	if v := time.Duration(d); v >= day && v%day == 0 {
+		return strconv.FormatInt(int64(v/day), 10) + "d"
+	}
 	s := time.Duration(d).String()
 	if strings.HasSuffix(s, "m0s") {
 		s = s[:len(s)-2]
@@ -44,18 +48,54 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	if s == "" {
 		return errors.New(`empty duration` + hintSuffix(`write a number with a unit, e.g. "30s", "5m" or "1h"`))
 	}
-	v, err := time.ParseDuration(s)
+	v, err := parseDuration(s)
 	if err != nil {
 		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
 			return fmt.Errorf("duration %q has no unit%s", s, hintSuffix(fmt.Sprintf(`write "%ss" for seconds or "%sm" for minutes`, s, s)))
 		}
-		return fmt.Errorf("invalid duration %q%s", s, hintSuffix(`units are ns, us, ms, s, m, h, e.g. "30s" or "1h30m"`))
+		return fmt.Errorf("invalid duration %q%s", s, hintSuffix(`units are ms, s, m, h, d (24h) and w (7d), e.g. "30s", "1h30m" or "90d"`))
 	}
 	if v < 0 {
 		return fmt.Errorf("duration %q is negative", s)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// parseDuration is time.ParseDuration that also takes a leading number of
+// weeks and days ("2w", "90d", "1d12h"), which retention-style settings
+// are naturally written in.
+func parseDuration(s string) (time.Duration, error) {
+	var total time.Duration
+	for _, u := range []struct {
+		unit byte
+		d    time.Duration
+	}{{'w', 7 * 24 * time.Hour}, {'d', 24 * time.Hour}} {
+		i := 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == 0 || i >= len(s) || s[i] != u.unit {
+			continue
+		}
+		n, err := strconv.ParseInt(s[:i], 10, 64)
+		if err != nil || n > int64(math.MaxInt64/u.d) {
+			return 0, fmt.Errorf("duration %q out of range", s)
+		}
+		total += time.Duration(n) * u.d
+		s = s[i+1:]
+	}
+	if s == "" {
+		return total, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if total > 0 && (v < 0 || v > math.MaxInt64-total) {
+		return 0, fmt.Errorf("duration out of range")
+	}
+	return total + v, nil
 }
 
 // Size is a number of bytes, written in the config as a plain integer or as a

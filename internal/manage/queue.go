@@ -32,6 +32,7 @@ func (o *QueueOps) Register(r *control.Registry) {
 	control.Register(r, "queue.release", o.Release)
 	control.Register(r, "queue.delete", o.Delete)
 	control.Register(r, "queue.bounce", o.BounceOp)
+	control.Register(r, "queue.tls", o.TLS)
 }
 
 // QueueArgs select queue entries: the listed IDs, or all of them.

@@ -134,6 +134,9 @@ func StartOutbound(ctx context.Context, cfg *config.Config, st store.Store, wake
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbound: %w", err)
 	}
+	// Per-domain TLS outcomes of direct delivery, for `queue tls` and
+	// the RFC 8460 reports.
+	so.TLSResults = st
 	tr := queue.NewSMTP(so)
 	var retry []time.Duration
 	for _, d := range cfg.Outbound.RetrySchedule {
@@ -161,10 +164,35 @@ func StartOutbound(ctx context.Context, cfg *config.Config, st store.Store, wake
 		r.Run(rctx)
 	}()
 	log.Info("outbound queue started", "mode", cfg.Outbound.Mode, "max_concurrency", cfg.Outbound.MaxConcurrency)
+	reported := make(chan struct{})
+	if rc := cfg.Outbound.TLSReports; rc.Enabled {
+		rep, err := queue.NewTLSReporter(st, so.Resolver, queue.TLSReporterOptions{
+			OrganizationName: rc.Organization,
+			Contact:          rc.Contact,
+			From:             rc.From,
+			Submitter:        cfg.Hostname,
+			Injector:         sub,
+			Retention:        rc.Retention.D(),
+			Logger:           log.With("component", "tlsrpt"),
+		})
+		if err != nil {
+			cancel()
+			<-done
+			tr.Close()
+			return nil, nil, fmt.Errorf("outbound.tls_reports: %w", err)
+		}
+		go func() {
+			defer close(reported)
+			rep.Run(rctx)
+		}()
+	} else {
+		close(reported)
+	}
 	stop := func() {
 		cancel()
 		<-done
-		tr.Close()
+		<-reported
+		tr.Close() // writes the last TLS results; before the store closes
 	}
 	return &Outbound{Keys: keys, Submitter: sub, Runner: r, SMTP: tr, cfg: cfg, st: st}, stop, nil
 }

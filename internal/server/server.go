@@ -99,7 +99,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	st, err := sqlitestore.Open(ctx, filepath.Join(cfg.DataDir, "store"), sqlitestore.Options{Logger: log.With("component", "store"), Registerer: reg})
+	expungeWindow := cfg.Store.ExpungeRetention.D()
+	if expungeWindow == 0 {
+		expungeWindow = -1 // "0s": keep forever
+	}
+	st, err := sqlitestore.Open(ctx, filepath.Join(cfg.DataDir, "store"), sqlitestore.Options{Logger: log.With("component", "store"), Registerer: reg, ExpungeWindow: expungeWindow})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -269,7 +273,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 				AllowInsecureAuth: lc.AllowInsecureAuth, Logger: llog, Metrics: reg,
 				IdleTimeout: cfg.Limits.IMAPIdleTimeout.D(), MaxLiteral: int64(cfg.Limits.IMAPMaxLiteral),
 				MaxLine: int(cfg.Limits.IMAPMaxLine), MaxConnsPerUserIP: cfg.Limits.IMAPConnectionsPerUserIP,
-				AppendLimit: int64(cfg.Limits.MaxMessageSize),
+				AppendLimit: int64(cfg.Limits.MaxMessageSize), MetadataAdmin: metadataAdmin(cfg),
 			})
 			if err != nil {
 				closeAll()
@@ -396,6 +400,16 @@ loop:
 	}
 	log.Info("mailstead stopped")
 	return nil
+}
+
+// metadataAdmin is the IMAP METADATA /shared/admin server annotation
+// (RFC 5464: a URI to contact the administrator): the configured
+// postmaster, if any.
+func metadataAdmin(cfg *config.Config) string {
+	if pm := cfg.Accounts.Postmaster; pm != "" {
+		return "mailto:" + pm
+	}
+	return ""
 }
 
 // reloader applies a new configuration on SIGHUP: the log level,
