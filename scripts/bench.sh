@@ -4,6 +4,7 @@
 #   (strace counts every fsync/fdatasync of the server), RSS after 10k and
 #   100k delivered. Paste the output into docs/BENCHMARKS.md.
 # Usage: scripts/bench.sh [N]   (N = messages per throughput run, default 20000)
+#        POSTFIX=1 scripts/bench.sh [N]  also runs scripts/bench-postfix.sh at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
@@ -71,3 +72,10 @@ r100=$(rss_kib "$pid")
 echo "RSS after 10k: $((r10/1024)) MiB, after 100k: $((r100/1024)) MiB, ratio $(python3 -c "print(round($r100/$r10,3))")"
 echo "data dir: $(du -sh "$work/data" | cut -f1)"
 stop
+
+# POSTFIX=1: also the side-by-side run against Postfix + Dovecot from apt
+# (needs root; N for it comes from the environment, default 5000).
+if [ "${POSTFIX:-0}" = 1 ]; then
+  echo "## side by side with Postfix 3.7 + Dovecot 2.3 (scripts/bench-postfix.sh)"
+  scripts/bench-postfix.sh
+fi
