@@ -22,7 +22,7 @@ type Store interface {
 	GetAccount(ctx context.Context, address string) (store.Account, error)
 	CreateAccount(ctx context.Context, a store.Account) (store.Account, error)
 	UpdateAccount(ctx context.Context, a store.Account) error
-	DeleteAccount(ctx context.Context, id int64) error
+	DeleteAccountIfEmpty(ctx context.Context, id int64) error
 	ListMailboxes(ctx context.Context, accountID int64) ([]store.Mailbox, error)
 	MailboxStatus(ctx context.Context, id int64) (store.Status, error)
 	ListAliases(ctx context.Context, domain string) ([]store.Alias, error)
@@ -392,15 +392,15 @@ func (p *plan) changesFor(ctx context.Context, keepAccounts map[string]bool) err
 			}
 			a := p.curAccounts[k]
 			p.add(Change{Action: Delete, Kind: KindAccount, Key: a.Address, Detail: "no mail in its mailboxes"}, func(ctx context.Context) error {
-				// Check again: mail may have arrived since the plan.
-				n, err := messages(ctx, st, a.ID)
-				if err != nil {
+				// Mail may have arrived since the plan: the store
+				// checks again in the transaction that deletes.
+				if err := st.DeleteAccountIfEmpty(ctx, a.ID); err != nil {
+					if errors.Is(err, store.ErrNotEmpty) {
+						return errors.New("it received mail during the apply; not deleted")
+					}
 					return err
 				}
-				if n > 0 {
-					return fmt.Errorf("its mailboxes now hold %d messages; not deleted", n)
-				}
-				return st.DeleteAccount(ctx, a.ID)
+				return nil
 			})
 		}
 	}

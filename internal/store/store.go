@@ -35,6 +35,8 @@ var (
 	ErrSpecialMailbx = errors.New("operation not allowed on this mailbox")
 	// ErrTooLarge: a metadata value over MetadataMaxValue.
 	ErrTooLarge = errors.New("value too large")
+	// ErrNotEmpty: DeleteAccountIfEmpty found messages.
+	ErrNotEmpty = errors.New("account holds messages")
 	// ErrTooMany: more than MetadataMaxEntries metadata entries.
 	ErrTooMany = errors.New("too many entries")
 )
@@ -467,6 +469,11 @@ type Store interface {
 	// DeleteAccount removes the account with all its mailboxes and
 	// messages; blobs no longer referenced are freed.
 	DeleteAccount(ctx context.Context, id int64) error
+	// DeleteAccountIfEmpty is DeleteAccount when no mailbox of the
+	// account holds a message, checked in the same transaction, so mail
+	// that arrives while an admin tool decides can never be deleted with
+	// it; else ErrNotEmpty and nothing changes.
+	DeleteAccountIfEmpty(ctx context.Context, id int64) error
 
 	// Mailboxes.
 	ListMailboxes(ctx context.Context, accountID int64) ([]Mailbox, error)

@@ -200,6 +200,14 @@ func (s *Store) UpdateAccount(ctx context.Context, a store.Account) error {
 }
 
 func (s *Store) DeleteAccount(ctx context.Context, id int64) error {
+	return s.deleteAccount(ctx, id, false)
+}
+
+func (s *Store) DeleteAccountIfEmpty(ctx context.Context, id int64) error {
+	return s.deleteAccount(ctx, id, true)
+}
+
+func (s *Store) deleteAccount(ctx context.Context, id int64, onlyEmpty bool) error {
 	return s.write(ctx, nil, func(t *txn) error {
 		var n int
 		if err := t.QueryRowContext(t.ctx, "SELECT count(*) FROM accounts WHERE id = ?", id).Scan(&n); err != nil {
@@ -207,6 +215,15 @@ func (s *Store) DeleteAccount(ctx context.Context, id int64) error {
 		}
 		if n == 0 {
 			return fmt.Errorf("account %d: %w", id, store.ErrNotFound)
+		}
+		if onlyEmpty {
+			var msgs int64
+			if err := t.QueryRowContext(t.ctx, "SELECT count(*) FROM messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)", id).Scan(&msgs); err != nil {
+				return err
+			}
+			if msgs > 0 {
+				return fmt.Errorf("account %d: %d messages: %w", id, msgs, store.ErrNotEmpty)
+			}
 		}
 		rows, err := t.QueryContext(t.ctx, "SELECT id FROM mailboxes WHERE account_id = ?", id)
 		if err != nil {

@@ -35,7 +35,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// MaxBatch bounds how many write requests share one commit.
 	MaxBatch int
-	// ReadConns is the size of the read pool (default 8).
+	// ReadConns is the size of the read pool (default 8). Connections
+	// idle for a minute are closed, so a quiet server keeps only what
+	// its load needs.
 	ReadConns int
 	// InlineMax is the largest blob kept inside the database rather than
 	// as a file (default 128 KiB; negative: every blob is a file).
@@ -49,6 +51,13 @@ type Options struct {
 	// incremental vacuum); default 10 minutes. Tests shorten it.
 	MaintainInterval time.Duration
 }
+
+// readerCache is the page cache size of each read connection (negative:
+// KiB), and readerIdle how long an unused one stays open.
+const (
+	readerCache = "_pragma=cache_size(-256)"
+	readerIdle  = time.Minute
+)
 
 // Store implements store.Store.
 type Store struct {
@@ -126,13 +135,19 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, err
 	}
-	rdb, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=query_only(1)&"+common)
+	// Readers keep a small page cache: the operating system caches the
+	// file anyway, and with SQLite's default (2,000 KiB) each of the nine
+	// connections filled its cache with message content read once by
+	// FETCH, which was most of SQLite's memory under IMAP load. What a
+	// reader needs again soon (the upper levels of the B-trees) fits.
+	rdb, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=query_only(1)&"+readerCache+"&"+common)
 	if err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	rdb.SetMaxOpenConns(opts.ReadConns)
 	rdb.SetMaxIdleConns(opts.ReadConns)
+	rdb.SetConnMaxIdleTime(readerIdle)
 	blobs, err := newBlobDir(filepath.Join(dir, "blobs"))
 	if err != nil {
 		wdb.Close()
@@ -532,16 +547,21 @@ func (s *Store) WatchAccount(accountID int64) (<-chan struct{}, func()) {
 	return s.watch.watch(s.watch.accounts, accountID)
 }
 
-// maintain prunes expunge records older than the QRESYNC window and hands
-// free pages of deleted mail back to the file system when they make up a
-// large part of the database.
+// maintain drops message lists nobody used for a while, prunes expunge
+// records older than the QRESYNC window and hands free pages of deleted
+// mail back to the file system when they make up a large part of the
+// database.
 func (s *Store) maintain() {
 	t := time.NewTicker(s.maintainEvery)
 	defer t.Stop()
+	lt := time.NewTicker(defaultTrimEvery)
+	defer lt.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-lt.C:
+			s.lists.trim() // also when no list is being read
 		case <-t.C:
 			if s.expungeWindow > 0 {
 				n, err := s.PruneExpunged(context.Background(), time.Now().Add(-s.expungeWindow))

@@ -193,6 +193,23 @@ func testAccounts(t *testing.T, st store.Store) {
 	_, err = st.GetAccount(ctx(), "alice@example.org")
 	wantErr(t, err, store.ErrNotFound)
 	wantErr(t, st.DeleteAccount(ctx(), acc.ID), store.ErrNotFound)
+
+	// DeleteAccountIfEmpty: refused while any mailbox (not only INBOX)
+	// holds a message, with nothing changed; done once they are gone.
+	bob, err := st.GetAccount(ctx(), "bob@example.com")
+	must(t, err)
+	arch := mailbox(t, st, bob.ID, "Archive")
+	d := deliver(t, st, "Subject: keep me\r\n\r\nbody\r\n", store.Recipient{AccountID: bob.ID, MailboxID: arch.ID})
+	wantErr(t, st.DeleteAccountIfEmpty(ctx(), bob.ID), store.ErrNotEmpty)
+	if ms, err := st.GetMessages(ctx(), arch.ID, []uint32{d[0].UID}); err != nil || len(ms) != 1 {
+		t.Fatalf("message after a refused DeleteAccountIfEmpty: %v %v", ms, err)
+	}
+	_, err = st.Expunge(ctx(), arch.ID, []uint32{d[0].UID})
+	must(t, err)
+	must(t, st.DeleteAccountIfEmpty(ctx(), bob.ID))
+	_, err = st.GetAccount(ctx(), "bob@example.com")
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, st.DeleteAccountIfEmpty(ctx(), bob.ID), store.ErrNotFound)
 }
 
 func testMailboxes(t *testing.T, st store.Store) {
