@@ -69,6 +69,13 @@ type DSNOptions struct {
 // domain of the From header when that domain has a key. Errors: ErrLoop,
 // address.ErrInvalid for a bad remote address, store errors.
 func (s *Submitter) Submit(ctx context.Context, env Envelope, remote []RemoteRecipient, dsn DSNOptions, sp *Spool) ([]store.Delivered, error) {
+	return s.submit(ctx, env, remote, dsn, sp, queue.TransportSMTP)
+}
+
+// submit is Submit with the queue entries' transport: TLS reports use
+// their own (queue.TransportTLSReport), which only this server's reporter
+// can choose.
+func (s *Submitter) submit(ctx context.Context, env Envelope, remote []RemoteRecipient, dsn DSNOptions, sp *Spool, transport string) ([]store.Delivered, error) {
 	byDomain := map[string][]store.QueueRecipient{}
 	seenRemote := map[string]bool{}
 	for _, r := range remote {
@@ -106,7 +113,7 @@ func (s *Submitter) Submit(ctx context.Context, env Envelope, remote []RemoteRec
 		var entries []store.QueueEntry
 		for _, dom := range domains {
 			entries = append(entries, store.QueueEntry{
-				Prefix: prefix, From: env.From, Transport: "smtp", Destination: dom,
+				Prefix: prefix, From: env.From, Transport: transport, Destination: dom,
 				Recipients: byDomain[dom], DSNRet: ret, DSNEnvID: dsn.EnvID, AccountID: accountID,
 			})
 		}
@@ -151,6 +158,19 @@ func (s *Submitter) sign(env Envelope, parsed *message.Part, sp store.Blob) []by
 // rcpts: local ones into their mailboxes, remote ones through the queue.
 // It implements queue.Injector.
 func (s *Submitter) Inject(ctx context.Context, from string, rcpts []string, msg []byte) error {
+	return s.inject(ctx, from, rcpts, msg, queue.TransportSMTP)
+}
+
+// InjectTLSReport is Inject for the RFC 8460 reports of package queue:
+// their queue entries carry queue.TransportTLSReport, so the SMTP
+// transport delivers them despite TLS failures and does not report on
+// them (RFC 8460 5.3). A header in the message cannot do that: anyone
+// could write it into mail that is forwarded.
+func (s *Submitter) InjectTLSReport(ctx context.Context, from string, rcpts []string, msg []byte) error {
+	return s.inject(ctx, from, rcpts, msg, queue.TransportTLSReport)
+}
+
+func (s *Submitter) inject(ctx context.Context, from string, rcpts []string, msg []byte, transport string) error {
 	sp := SpoolBytes(msg)
 	env := Envelope{From: from}
 	var remote []RemoteRecipient
@@ -170,6 +190,6 @@ func (s *Submitter) Inject(ctx context.Context, from string, rcpts []string, msg
 			return err
 		}
 	}
-	_, err := s.Submit(ctx, env, remote, DSNOptions{}, sp)
+	_, err := s.submit(ctx, env, remote, DSNOptions{}, sp, transport)
 	return err
 }

@@ -68,7 +68,7 @@ func TestCrashDuringDelivery(t *testing.T) {
 	}
 	select {
 	case <-s.inData:
-	case <-time.After(15 * time.Second):
+	case <-time.After(60 * time.Second): // generous: starts a race-built process
 		cmd.Process.Kill()
 		cmd.Wait()
 		b, _ := os.ReadFile(out.Name())
@@ -79,7 +79,13 @@ func TestCrashDuringDelivery(t *testing.T) {
 	}
 	cmd.Wait()
 	close(s.block)
-	time.Sleep(100 * time.Millisecond)
+	// Wait until the sink is done with the killed runner's DATA, so that
+	// its outcome is counted here and not as a delivery after restart.
+	waitFor(t, "the killed runner's DATA to end", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.dataEnded >= 1
+	})
 	// The killed runner may have written the whole message (final dot
 	// included) into the socket before it died; the sink then accepts it
 	// although the runner never saw the 250. That is the documented

@@ -108,6 +108,8 @@ type sink struct {
 	inData chan struct{}
 	dataN  int
 	auths  int
+	// dataEnded counts DATA commands that are over, accepted or not.
+	dataEnded int
 }
 
 type sinkSession struct {
@@ -162,6 +164,11 @@ func (ss *sinkSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (ss *sinkSession) Data(r io.Reader) error {
+	defer func() {
+		ss.s.mu.Lock()
+		ss.s.dataEnded++
+		ss.s.mu.Unlock()
+	}()
 	if ss.s.inData != nil {
 		select {
 		case ss.s.inData <- struct{}{}:
@@ -335,7 +342,7 @@ func rcpt(addrs ...string) []delivery.RemoteRecipient {
 // runner starts a runner; the returned func stops it and waits.
 func (e *env) runner(tr queue.Transport, mod func(*queue.Options)) func() {
 	o := queue.Options{
-		Transports:   map[string]queue.Transport{"smtp": tr},
+		Transports:   map[string]queue.Transport{queue.TransportSMTP: tr, queue.TransportTLSReport: tr},
 		Retry:        []time.Duration{50 * time.Millisecond},
 		Hostname:     "mail.example.org",
 		Injector:     e.sub,

@@ -110,6 +110,22 @@ type Injector interface {
 	Inject(ctx context.Context, from string, rcpts []string, msg []byte) error
 }
 
+// Transport names of store.QueueEntry.Transport the SMTP transport
+// handles. TransportTLSReport marks the RFC 8460 reports this server
+// generates (ReportInjector): delivered despite TLS failures and never
+// reported on themselves. Only the reporter sets it; nothing in a message
+// does.
+const (
+	TransportSMTP      = "smtp"
+	TransportTLSReport = "smtp-tlsrpt"
+)
+
+// ReportInjector queues a TLS report with TransportTLSReport entries
+// (delivery.Submitter).
+type ReportInjector interface {
+	InjectTLSReport(ctx context.Context, from string, rcpts []string, msg []byte) error
+}
+
 // Options configure a Runner.
 type Options struct {
 	// Transports by store.QueueEntry.Transport ("smtp", ...).

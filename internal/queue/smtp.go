@@ -321,9 +321,10 @@ func (t *SMTP) Deliver(ctx context.Context, e store.QueueEntry, msg Message) []R
 			return all(err)
 		}
 		// A TLS report is delivered despite TLS failures and its
-		// sessions are not reported (RFC 8460 5.3). Only system mail
-		// (no submitting account) qualifies.
-		report := e.AccountID == 0 && (t.tlsrec != nil || t.opts.MTASTS != nil) && isTLSReport(msg)
+		// sessions are not reported (RFC 8460 5.3). Only the reporter
+		// queues entries with this transport; a header in the message
+		// proves nothing (anyone can write one into forwarded mail).
+		report := e.Transport == TransportTLSReport
 		dom := strings.ToLower(e.Destination)
 		pol := tlsPolicy{typ: PolicyNoPolicyFound, domain: dom}
 		verify, testing := false, false

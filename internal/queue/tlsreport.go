@@ -18,13 +18,16 @@ import (
 	"io"
 	"log/slog"
 	mathrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mailstead/mailstead/internal/store"
@@ -51,11 +54,14 @@ type TLSReporterOptions struct {
 	// default Contact. Its domain should have a DKIM key: receivers
 	// expect reports to be signed (RFC 8460 5.3).
 	From string
-	// Injector queues mailed reports (the DSN injector); nil skips
+	// Injector queues mailed reports (delivery.Submitter, as for DSNs,
+	// with the report transport); nil skips
 	// mailto: URIs.
-	Injector Injector
+	Injector ReportInjector
 	// HTTPClient posts https: reports; nil uses one with a 30s timeout
-	// that does not follow redirects.
+	// that does not follow redirects and connects only to public
+	// addresses (a rua is written by whoever controls the recipient
+	// domain's DNS and must not reach this network's internal services).
 	HTTPClient *http.Client
 	// Retention is how long results are kept (default 14 days, at least
 	// 3 so unsent reports can be retried).
@@ -112,9 +118,11 @@ func NewTLSReporter(st TLSReportStore, res Resolver, o TLSReporterOptions) (*TLS
 	}
 	o.Retention = max(o.Retention, 3*24*time.Hour)
 	if o.HTTPClient == nil {
+		d := &net.Dialer{Timeout: tlsReportHTTPWait, Control: publicOnly}
 		o.HTTPClient = &http.Client{
 			Timeout:       tlsReportHTTPWait,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			Transport:     &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: tlsReportHTTPWait, ForceAttemptHTTP2: true},
 		}
 	}
 	if o.Logger == nil {
@@ -306,7 +314,7 @@ func (r *TLSReporter) sendDomain(ctx context.Context, day time.Time, dom string,
 	var errs []error
 	if len(mailto) > 0 && !done["mailto"] {
 		msg := r.reportMessage(rep, dom, day, mailto, gz.Bytes())
-		if err := r.opts.Injector.Inject(ctx, r.opts.From, mailto, msg); err != nil {
+		if err := r.opts.Injector.InjectTLSReport(ctx, r.opts.From, mailto, msg); err != nil {
 			errs = append(errs, fmt.Errorf("queue report to %s: %w", strings.Join(mailto, ", "), err))
 		} else {
 			done["mailto"] = true
@@ -354,6 +362,21 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// publicOnly refuses connections to loopback, private, link-local,
+// multicast and unspecified addresses (net.Dialer.Control: it sees the
+// address actually dialled, after DNS).
+func publicOnly(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("tls report: dial %s: %w", address, err)
+	}
+	a := ap.Addr().Unmap()
+	if !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() {
+		return fmt.Errorf("tls report: refusing to post to non-public address %s", a)
+	}
+	return nil
 }
 
 func (r *TLSReporter) post(ctx context.Context, u string, body []byte) error {

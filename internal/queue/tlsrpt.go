@@ -15,7 +15,6 @@ package queue
 // recipient domain's policy.
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -233,6 +232,12 @@ func (r *tlsRecorder) record(s tlsSession) {
 		day: r.now().UTC().Format(time.DateOnly), domain: strings.ToLower(s.policy.domain), typ: s.policy.typ,
 		policy: strings.Join(s.policy.lines, "\n"), result: s.result, mx: s.mx, rip: s.rip, sip: s.sip, reason: truncReason(s.reason),
 	}
+	if s.result == "" {
+		// Reports only count successes; one row per policy keeps a big
+		// MX pool's successes from using up the per-domain row bound
+		// that the failures' details need.
+		k.mx, k.rip, k.sip, k.reason = "", "", "", ""
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.pending[k]; !ok && len(r.pending) >= maxPendingTLS {
@@ -296,38 +301,6 @@ func (r *tlsRecorder) flush(ctx context.Context) error {
 		r.log.Warn("tls results: per-domain row bound reached; sessions not recorded", "sessions", dropped)
 	}
 	return nil
-}
-
-// isTLSReport reports whether msg is a TLS report (it has a
-// TLS-Report-Domain header field). RFC 8460 section 5.3: reports must be
-// delivered despite TLS failures, and their sessions are not reported.
-// Only the header is read, at most 64 KiB of it.
-func isTLSReport(msg Message) bool {
-	if msg == nil {
-		return false
-	}
-	const maxHeader = 64 << 10
-	br := bufio.NewReader(io.NewSectionReader(msg, 0, min(msg.Size(), maxHeader)))
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			s := strings.TrimRight(string(line), "\r\n")
-			if s == "" {
-				return false
-			}
-			if name, _, ok := strings.Cut(s, ":"); ok && strings.EqualFold(strings.TrimSpace(name), "TLS-Report-Domain") {
-				return true
-			}
-		}
-		if err != nil {
-			// bufio.ErrBufferFull: an over-long line, skip the
-			// rest of it.
-			if errors.Is(err, bufio.ErrBufferFull) {
-				continue
-			}
-			return false
-		}
-	}
 }
 
 // TLSDomainSummary is one policy domain's TLS results of one day, for

@@ -68,21 +68,24 @@ type bytesMsg struct{ *strings.Reader }
 
 func (m bytesMsg) Size() int64 { return m.Reader.Size() }
 
-func TestIsTLSReport(t *testing.T) {
-	tests := []struct {
-		msg  string
-		want bool
-	}{
-		{"From: a@b\r\nTLS-Report-Domain: example.net\r\n\r\nbody", true},
-		{"DKIM-Signature: v=1;\r\n h=from\r\ntls-report-domain : example.net\r\n\r\n", true},
-		{"From: a@b\r\n\r\nTLS-Report-Domain: in the body\r\n", false},
-		{"From: a@b\nX-Y: " + strings.Repeat("z", 10000) + "\nTLS-Report-Domain: x\n\n", true},
-		{"", false},
-		{"TLS-Report-Domain-Not: x\r\n\r\n", false},
-	}
-	for i, tt := range tests {
-		if got := isTLSReport(bytesMsg{strings.NewReader(tt.msg)}); got != tt.want {
-			t.Errorf("%d: got %v", i, got)
+func TestPublicOnly(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"93.184.216.34:443":      true,
+		"[2606:4700::1111]:443":  true,
+		"127.0.0.1:443":          false,
+		"10.1.2.3:443":           false,
+		"192.168.0.1:443":        false,
+		"169.254.169.254:80":     false, // cloud metadata
+		"[::1]:443":              false,
+		"[fd00::1]:443":          false,
+		"[fe80::1]:443":          false,
+		"0.0.0.0:443":            false,
+		"[::ffff:127.0.0.1]:443": false,
+		"224.0.0.1:443":          false,
+		"not-an-address":         false,
+	} {
+		if err := publicOnly("tcp", addr, nil); (err == nil) != ok {
+			t.Errorf("publicOnly(%s) = %v, want allowed=%v", addr, err, ok)
 		}
 	}
 }

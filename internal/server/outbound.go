@@ -143,7 +143,7 @@ func StartOutbound(ctx context.Context, cfg *config.Config, st store.Store, wake
 		retry = append(retry, d.D())
 	}
 	r := queue.New(st, queue.Options{
-		Transports:        map[string]queue.Transport{"smtp": tr, "http": webhooks(cfg, log.With("component", "webhook"))},
+		Transports:        map[string]queue.Transport{queue.TransportSMTP: tr, queue.TransportTLSReport: tr, "http": webhooks(cfg, log.With("component", "webhook"))},
 		Retry:             retry,
 		MaxAge:            cfg.Outbound.MaxAge.D(),
 		DelayWarning:      cfg.Outbound.DelayWarning.D(),
