@@ -113,7 +113,7 @@ func (r *Reader) setMetadataArgs() *SetMetadataArgs {
 }
 
 // metadataValue reads value = nstring / literal8. A synchronizing literal
-// over MaxLiteral is refused with NO [METADATA MAXSIZE n] before the client
+// over MaxMetadataValue (or MaxLiteral, if smaller) is refused with NO [METADATA MAXSIZE n] before the client
 // sends it (RFC 5464 section 4.3). The empty string is a non-nil empty
 // value, NIL is nil.
 func (r *Reader) metadataValue() []byte {
@@ -128,9 +128,12 @@ func (r *Reader) metadataValue() []byte {
 		fallthrough
 	case '{':
 		n, sync := r.literalHeader()
-		lim := r.MaxLiteral
+		lim := r.MaxMetadataValue
 		if lim <= 0 {
-			lim = DefaultMaxLiteral
+			lim = DefaultMaxMetadataValue
+		}
+		if r.MaxLiteral > 0 && r.MaxLiteral < lim {
+			lim = r.MaxLiteral
 		}
 		if n > lim && sync {
 			r.literals++

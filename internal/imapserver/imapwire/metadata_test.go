@@ -1,6 +1,7 @@
 package imapwire
 
 import (
+	"bufio"
 	"errors"
 	"reflect"
 	"strings"
@@ -68,6 +69,33 @@ func TestParseMetadataErrors(t *testing.T) {
 		}
 		if conts != 0 {
 			t.Errorf("%q: sent a continuation", tc.in)
+		}
+	}
+}
+
+// TestMetadataValueLimit: a server with a large MaxLiteral (APPEND-sized
+// literals elsewhere) still refuses a metadata value over the store's
+// limit before the client sends it, and announces that limit.
+func TestMetadataValueLimit(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		maxLit  int64
+		maxMeta int64
+		code    string
+	}{
+		{"a SETMETADATA INBOX (/private/a {70000}\r\n", 64 << 20, 0, "METADATA MAXSIZE 65536"},
+		{"a SETMETADATA INBOX (/private/a ~{70000}\r\n", 64 << 20, 65536, "METADATA MAXSIZE 65536"},
+		{"a SETMETADATA INBOX (/private/a {2000}\r\n", 64 << 20, 1000, "METADATA MAXSIZE 1000"},
+		{"a SETMETADATA INBOX (/private/a {2000}\r\n", 500, 65536, "METADATA MAXSIZE 500"},
+	} {
+		conts := 0
+		r := NewReader(bufio.NewReader(strings.NewReader(tc.in)))
+		r.MaxLiteral, r.MaxMetadataValue = tc.maxLit, tc.maxMeta
+		r.Continue = func() error { conts++; return nil }
+		_, err := r.ReadCommand()
+		var pe *Error
+		if !errors.As(err, &pe) || !pe.No || pe.Code != tc.code || conts != 0 {
+			t.Errorf("%q (MaxLiteral %d, MaxMetadataValue %d): %v, %d continuations; want NO [%s] before the data", tc.in, tc.maxLit, tc.maxMeta, err, conts, tc.code)
 		}
 	}
 }

@@ -37,8 +37,10 @@ func (e *Error) Error() string { return e.Msg }
 const (
 	DefaultMaxLine    = 64 * 1024
 	DefaultMaxLiteral = 64 * 1024
-	maxLiterals       = 1000 // literals per command
-	maxDepth          = 50   // nesting of lists and search keys
+	// DefaultMaxMetadataValue is store.MetadataMaxValue.
+	DefaultMaxMetadataValue = 64 << 10
+	maxLiterals             = 1000 // literals per command
+	maxDepth                = 50   // nesting of lists and search keys
 )
 
 // Reader reads commands from a client.
@@ -49,6 +51,10 @@ type Reader struct {
 	// MaxLiteral bounds a literal that is an argument (strings, flag
 	// names, search strings).
 	MaxLiteral int64
+	// MaxMetadataValue bounds a SETMETADATA value (RFC 5464); it is the
+	// store's limit, announced in [METADATA MAXSIZE n]. 0 means
+	// DefaultMaxMetadataValue; MaxLiteral bounds it too.
+	MaxMetadataValue int64
 	// MaxAppend bounds a message literal of APPEND. 0 refuses APPEND
 	// literals, which the server uses before authentication.
 	MaxAppend int64
