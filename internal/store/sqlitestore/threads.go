@@ -17,12 +17,16 @@ import (
 // account: a message joins the thread of an earlier message of the account
 // it refers to (In-Reply-To, References), or of an earlier message that
 // referred to it (a reply that arrived before its parent), else it starts a
-// thread. The table threads maps every Message-ID an account has seen, its
-// messages' own and those they refer to, to its thread, so both directions
-// and siblings whose common parent never arrived are one lookup each.
-// Threads are never merged afterwards: a thread id, once given, is stable.
-// Rows stay when messages are expunged (a late reply still finds its
-// thread) and go with the account.
+// thread. The table threads maps the Message-IDs an account has seen, its
+// messages' own and their parents' (In-Reply-To, else the last
+// References entry), to their thread, so both directions and siblings whose
+// common parent never arrived are one lookup each; all References are
+// looked up, but only the parent is recorded, so a message adds at most
+// two rows whatever its header says (a References field full of random
+// ids cannot grow the table by fifty rows per message). Threads are never
+// merged afterwards: a thread id, once given, is stable. Rows stay when
+// messages are expunged (a late reply still finds its thread) and go with
+// the account.
 
 const (
 	// maxThreadRefs bounds how many referenced Message-IDs one message
@@ -209,8 +213,9 @@ func (t *txn) assignThread(account int64, k threadKeys) (string, error) {
 	if err := t.recordThread(account, k.own, tid); err != nil {
 		return "", err
 	}
-	for _, key := range k.refs {
-		if err := t.recordThread(account, key, tid); err != nil {
+	if len(k.refs) > 0 {
+		// The parent only (see the package comment on threads).
+		if err := t.recordThread(account, k.refs[0], tid); err != nil {
 			return "", err
 		}
 	}

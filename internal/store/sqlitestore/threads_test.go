@@ -2,8 +2,12 @@ package sqlitestore
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/mailstead/mailstead/internal/store"
 )
 
 func TestThreadKeysFromHeader(t *testing.T) {
@@ -71,4 +75,54 @@ func FuzzThreadKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestThreadRowsBounded: a message whose References name forty ids adds
+// at most two rows (its own id and its parent's), while a reply naming an
+// earlier message anywhere in its References still joins its thread.
+func TestThreadRowsBounded(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acc, _ := pruneSetup(t, s) // three messages without Message-ID
+	rows := func() int {
+		var n int
+		if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM threads WHERE account_id = ?", acc.ID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deliver := func(hdr string) store.Delivered {
+		t.Helper()
+		d, err := s.Deliver(ctx, store.Delivery{Blob: bytes.NewReader([]byte(hdr + "Subject: x\r\n\r\nbody\r\n")), Recipients: []store.Recipient{{AccountID: acc.ID}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d[0]
+	}
+	threadOf := func(d store.Delivered) string {
+		t.Helper()
+		ms, err := s.GetMessages(ctx, d.MailboxID, []uint32{d.UID})
+		if err != nil || len(ms) != 1 {
+			t.Fatal(err)
+		}
+		return ms[0].ThreadID
+	}
+	before := rows()
+	root := deliver("Message-ID: <root@example.net>\r\n")
+	var refs []string
+	for i := range 40 {
+		refs = append(refs, fmt.Sprintf("<spam%d@example.net>", i))
+	}
+	// The root is the oldest reference; the parent (last) is unknown.
+	reply := deliver("Message-ID: <reply@example.net>\r\nReferences: <root@example.net> " + strings.Join(refs, " ") + "\r\n")
+	if got := rows() - before; got > 3 {
+		t.Errorf("%d thread rows for two messages, want at most 3 (root, reply, reply's parent)", got)
+	}
+	if threadOf(reply) != threadOf(root) || threadOf(root) == "" {
+		t.Errorf("reply thread %q, root thread %q", threadOf(reply), threadOf(root))
+	}
 }
