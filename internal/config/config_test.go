@@ -717,7 +717,7 @@ func TestDuration(t *testing.T) {
 			t.Errorf("round trip %q: %v %v", d.String(), back, err)
 		}
 	}
-	for _, bad := range []string{"", "5", "5 minutes", "-1s", "d", "1x", "1d-1h", "2d1w", "99999999999999w", "1.5d"} {
+	for _, bad := range []string{"", "5", "5 minutes", "-1s", "d", "1x", "1d-1h", "2d1w", "99999999999999w", "1.5d", "15250w106751d"} {
 		var d Duration
 		if err := d.UnmarshalText([]byte(bad)); err == nil {
 			t.Errorf("%q accepted as %v", bad, d)

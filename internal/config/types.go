@@ -79,7 +79,7 @@ func parseDuration(s string) (time.Duration, error) {
 			continue
 		}
 		n, err := strconv.ParseInt(s[:i], 10, 64)
-		if err != nil || n > int64(math.MaxInt64/u.d) {
+		if err != nil || n > int64(math.MaxInt64/u.d) || time.Duration(n)*u.d > math.MaxInt64-total {
 			return 0, fmt.Errorf("duration %q out of range", s)
 		}
 		total += time.Duration(n) * u.d
