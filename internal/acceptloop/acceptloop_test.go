@@ -84,6 +84,24 @@ func (f *fakeSession) Interrupt() {
 }
 func (f *fakeSession) ForceClose() { f.forced.Store(true) }
 
+// deadlineCtx is a context whose deadline passes when the test closes
+// done.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c deadlineCtx) Done() <-chan struct{} { return c.done }
+
+func (c deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
 // TestGroupShutdown: sessions that end when interrupted let Shutdown
 // return nil; one that ignores it is force-closed at the deadline; new
 // sessions are refused once shutdown began.
@@ -95,15 +113,31 @@ func TestGroupShutdown(t *testing.T) {
 		t.Fatal("Add refused before shutdown")
 	}
 	started := make(chan struct{}, 2)
-	go g.Run(func() { started <- struct{}{}; <-polite.release; g.Remove(polite) })
+	politeGone := make(chan struct{})
+	go g.Run(func() { started <- struct{}{}; <-polite.release; g.Remove(polite); close(politeGone) })
 	block := make(chan struct{})
 	go g.Run(func() { started <- struct{}{}; <-block; g.Remove(stubborn) })
 	<-started
 	<-started
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	if err := g.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("shutdown with a stubborn session: %v", err)
+	// The deadline passes once the polite session has gone (however long
+	// a busy machine takes to run it), so only the stubborn one is left
+	// to force-close.
+	ctx := deadlineCtx{context.Background(), make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() { errc <- g.Shutdown(ctx) }()
+	select {
+	case <-politeGone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("polite session not interrupted by Shutdown")
+	}
+	close(ctx.done)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("shutdown with a stubborn session: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Shutdown did not return after its deadline")
 	}
 	if !polite.interrupted.Load() || !stubborn.interrupted.Load() || !stubborn.forced.Load() || polite.forced.Load() {
 		t.Fatalf("polite %+v stubborn %+v", polite, stubborn)

@@ -95,7 +95,7 @@ ca_file = %q
 	if err := SendMail(a.Addr("smtp"), "bob@remote.example", []string{ra}, []byte("From: bob@remote.example\r\nTo: "+ra+"\r\nSubject: Re: rewritten\r\n\r\nthanks\r\n")); err != nil {
 		t.Fatalf("reply to the reverse alias: %v", err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for !strings.Contains(a.Log(), "mode=reply") {
 		if time.Now().After(deadline) {
 			t.Fatalf("reply through the reverse alias not forwarded\nA:\n%s", tail(a.Log(), 30))

@@ -81,10 +81,10 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	if err := syscall.Kill(in.PID(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for servedSerial(t, in.Addr("submissions")) != 2002 {
 		if time.Now().After(deadline) {
-			t.Fatalf("new certificate not served after SIGHUP:\n%s", tail(in.Log(), 20))
+			t.Fatalf("new certificate not served 30s after SIGHUP:\n%s", tail(in.Log(), 20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -94,7 +94,7 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	syscall.Kill(in.PID(), syscall.SIGHUP)
-	deadline = time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for !strings.Contains(in.Log(), "keeping the running configuration") {
 		if time.Now().After(deadline) {
 			t.Fatalf("bad config on reload not reported:\n%s", tail(in.Log(), 20))
@@ -137,7 +137,7 @@ func TestSIGHUPReloadsSpam(t *testing.T) {
 	if err := syscall.Kill(in.PID(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(in.Log(), "spam checks reloaded") {
 		if time.Now().After(deadline) {
 			t.Fatalf("spam checks not reloaded:\n%s", tail(in.Log(), 20))

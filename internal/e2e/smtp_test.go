@@ -233,7 +233,15 @@ func TestLifecycle(t *testing.T) {
 	readReply()
 	done := make(chan struct{})
 	go func() { in.Stop(); close(done) }()
-	time.Sleep(300 * time.Millisecond)
+	// Send the message only once the server is draining (it logs that
+	// on SIGTERM), so that it is the drain that lets it through.
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(in.Log(), `msg="shutting down"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutdown logged 30s after SIGTERM:\n%s", tail(in.Log(), 10))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	fmt.Fprintf(c, "Subject: during shutdown\r\n\r\nstill delivered\r\n.\r\n")
 	if r := readReply(); !strings.HasPrefix(r, "250") {
 		t.Fatalf("message during drain: %q", r)

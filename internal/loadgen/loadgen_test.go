@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,6 +91,28 @@ func startServer(t *testing.T, ts *testServer, tlsConfig *tls.Config) *testServe
 		t.Cleanup(func() { close(ts.block) })
 	}
 	return ts
+}
+
+// refusedAddr returns a loopback address that refuses connections: its
+// port is bound by a socket that never listens, held until the test ends.
+// (A port that was merely free a moment ago may meanwhile be taken by a
+// listener of a test running in parallel.)
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.CloseOnExec(fd)
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
 
 type testSession struct {
@@ -369,12 +392,16 @@ func TestRunRejections(t *testing.T) {
 func TestRunTimeouts(t *testing.T) {
 	t.Run("io-timeout", func(t *testing.T) {
 		ts := startServer(t, &testServer{block: make(chan struct{})}, nil)
-		start := time.Now()
-		res, err := Run(context.Background(), Config{
+		// The I/O timeout must also cover connecting, the greeting and
+		// EHLO, which on a loaded machine under -race can take a while:
+		// a dial that timed out would break the connection count below.
+		cfg := Config{
 			Addr: ts.addr, Messages: 3, Concurrency: 1, Size: 500,
 			From: "a@test.localhost", To: []string{"b@test.localhost"},
-			IOTimeout: 150 * time.Millisecond, Timeout: 20 * time.Second,
-		})
+			IOTimeout: time.Second, Timeout: 2 * time.Minute,
+		}
+		start := time.Now()
+		res, err := Run(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -385,23 +412,30 @@ func TestRunTimeouts(t *testing.T) {
 		if res.Connections != 3 {
 			t.Errorf("connections %d, want 3", res.Connections)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("took %v", d)
+		// One after the other, each waited for its reply until the I/O
+		// timeout (and not, say, for the overall timeout).
+		if d := time.Since(start); d < 3*cfg.IOTimeout {
+			t.Errorf("took %v, less than 3 I/O timeouts of %v", d, cfg.IOTimeout)
 		}
 	})
 	t.Run("overall-timeout", func(t *testing.T) {
 		ts := startServer(t, &testServer{block: make(chan struct{})}, nil)
-		start := time.Now()
-		res, err := Run(context.Background(), Config{
+		// The server never answers DATA, so only the overall timeout can
+		// end the run before the (much longer) I/O timeout. It is long
+		// enough for all four workers to connect and start a transaction
+		// on a loaded machine.
+		cfg := Config{
 			Addr: ts.addr, Messages: 1000, Concurrency: 4, Size: 500,
 			From: "a@test.localhost", To: []string{"b@test.localhost"},
-			IOTimeout: 20 * time.Second, Timeout: 300 * time.Millisecond,
-		})
+			IOTimeout: 2 * time.Minute, Timeout: time.Second,
+		}
+		start := time.Now()
+		res, err := Run(context.Background(), cfg)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err %v, want deadline exceeded", err)
 		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("took %v", d)
+		if d := time.Since(start); d < cfg.Timeout || d >= cfg.IOTimeout {
+			t.Errorf("took %v, want the overall timeout of %v to end it, not the I/O timeout of %v", d, cfg.Timeout, cfg.IOTimeout)
 		}
 		if res.Messages != 0 || res.Attempted != 4 || res.Errors["canceled"] != 4 {
 			t.Errorf("got %v (%v), want 4 canceled of 4 attempted", res, res.Errors)
@@ -410,12 +444,7 @@ func TestRunTimeouts(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		// A port with nothing listening: every message fails to dial, and
 		// the run still ends.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
+		addr := refusedAddr(t)
 		res, err := Run(context.Background(), Config{
 			Addr: addr, Messages: 20, Concurrency: 2,
 			From: "a@test.localhost", To: []string{"b@test.localhost"},

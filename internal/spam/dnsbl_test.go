@@ -87,17 +87,24 @@ func TestCheckLists(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// Every case waits out the hanging list: in parallel, they
+			// wait at the same time.
+			t.Parallel()
 			zone := newZone(t)
 			cfg := DefaultConfig()
 			cfg.DNSBL, cfg.DNSWL = testLists()
-			cfg.DNSTimeout = 300 * time.Millisecond
+			// The lists that answer must do so within the timeout even on
+			// a loaded machine; hang.example never answers.
+			cfg.DNSTimeout = time.Second
 			c := newChecker(t, cfg, zone)
 			start := time.Now()
 			ctx, cancel := context.WithTimeout(bg, cfg.DNSTimeout)
 			defer cancel()
 			got := c.checkLists(ctx, netip.MustParseAddr(tc.ip))
-			if el := time.Since(start); el > 3*time.Second {
-				t.Errorf("lists took %s despite the 300ms timeout", el)
+			// hang.example would block forever: returning at all shows
+			// the timeout bounds the lists.
+			if el := time.Since(start); el > 20*cfg.DNSTimeout {
+				t.Errorf("lists took %s despite the %s timeout", el, cfg.DNSTimeout)
 			}
 			if len(got) != 5 {
 				t.Fatalf("got %d results, want 5", len(got))
@@ -131,7 +138,9 @@ func TestListsCache(t *testing.T) {
 	zone := newZone(t)
 	cfg := DefaultConfig()
 	cfg.DNSBL, cfg.DNSWL = testLists()
-	cfg.DNSTimeout = 100 * time.Millisecond
+	// Long enough for the lists that answer to do so on a loaded
+	// machine; hang.example never answers.
+	cfg.DNSTimeout = time.Second
 	clk := newClock()
 	cfg.Now = clk.Now
 	c := newChecker(t, cfg, zone)
@@ -251,7 +260,8 @@ func TestConnectionBounded(t *testing.T) {
 	zone.Fail("slowhelo.example.org", dnsresolver.FailHang)
 	cfg := DefaultConfig()
 	cfg.DNSBL, cfg.DNSWL = testLists()
-	cfg.DNSTimeout = 200 * time.Millisecond
+	// Long enough for bl1 and bl2 to answer on a loaded machine.
+	cfg.DNSTimeout = time.Second
 	c := newChecker(t, cfg, zone)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -260,8 +270,9 @@ func TestConnectionBounded(t *testing.T) {
 			defer wg.Done()
 			start := time.Now()
 			v := c.CheckConnection(bg, netip.MustParseAddr("192.0.2.66"), "slowhelo.example.org")
-			if el := time.Since(start); el > 3*time.Second {
-				t.Errorf("CheckConnection took %s with a 200ms timeout", el)
+			// The PTR, HELO and hang.example lookups would block forever.
+			if el := time.Since(start); el > 20*cfg.DNSTimeout {
+				t.Errorf("CheckConnection took %s with a %s timeout", el, cfg.DNSTimeout)
 			}
 			if v.Iprev.Status != IprevTempError || v.HELO.DNS != "temperror" || v.HELO.Problem != "" {
 				t.Errorf("iprev %s, HELO %+v", v.Iprev.Status, v.HELO)

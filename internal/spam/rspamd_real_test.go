@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -38,7 +39,7 @@ logging {
   level = "warning";
 }
 worker "normal" {
-  bind_socket = "127.0.0.1:%[3]d";
+  bind_socket = "%[3]s";
   count = 1;
   task_timeout = 8s;
 }
@@ -73,15 +74,18 @@ func startRspamd(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A free loopback port: bind one, note it, free it for Rspamd.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// A free loopback port: bind one, note it, free it for Rspamd. The
+	// address is one of its own in 127/8, where no other test's listener
+	// (they use 127.0.0.1) can take the port in the meantime.
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
+	addr := l.Addr().String()
 	l.Close()
 	conf := filepath.Join(dir, "rspamd.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, rspamdConf, rules, dir, port), 0o644); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, rspamdConf, rules, dir, addr), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"-f", "-c", conf}
@@ -124,7 +128,7 @@ func startRspamd(t *testing.T) string {
 		}
 		return string(b)
 	}
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := "http://" + addr
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
 	deadline := time.Now().Add(90 * time.Second)
 	for {

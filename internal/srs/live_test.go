@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -43,9 +44,10 @@ func (c *tcpTable) get(t *testing.T, key string) string {
 	return strings.TrimSuffix(line, "\n")
 }
 
-func freePort(t *testing.T) int {
+// freePort returns a port that was free on ip a moment ago.
+func freePort(t *testing.T, ip string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,33 +56,98 @@ func freePort(t *testing.T) int {
 }
 
 // startPostsrsd runs the real daemon in the foreground on loopback.
+//
+// postsrsd takes port numbers, not sockets, so the ports are picked free
+// and then handed over. To keep other tests' listeners (on 127.0.0.1) from
+// taking them in between, it listens on an address of its own in 127/8;
+// should the ports be taken all the same, postsrsd exits and is started
+// again on new ones.
 func startPostsrsd(t *testing.T, secretFile string) (fwd, rev *tcpTable) {
 	t.Helper()
-	fport, rport := freePort(t), freePort(t)
-	cmd := exec.Command(postsrsdBin, "-s", secretFile, "-d", "example.com", "-l", "127.0.0.1", "-4",
+	for attempt := 1; ; attempt++ {
+		fwd, rev, err := tryPostsrsd(t, secretFile)
+		if err == nil {
+			return fwd, rev
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; trying other ports", attempt, err)
+	}
+}
+
+func tryPostsrsd(t *testing.T, secretFile string) (fwd, rev *tcpTable, err error) {
+	t.Helper()
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
+	fport, rport := freePort(t, ip), freePort(t, ip)
+	for fport == rport {
+		rport = freePort(t, ip)
+	}
+	cmd := exec.Command(postsrsdBin, "-s", secretFile, "-d", "example.com", "-l", ip, "-4",
 		"-f", fmt.Sprint(fport), "-r", fmt.Sprint(rport), "-t", "30")
-	var stderr strings.Builder
+	var stderr syncBuilder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	var conns []net.Conn
+	stop := func() {
+		for _, c := range conns {
+			c.Close()
+		}
 		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	dial := func(port int) *tcpTable {
-		for i := 0; i < 100; i++ {
-			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		<-exited
+	}
+	// Bounded: 30 s of 50 ms steps.
+	dial := func(port int) (*tcpTable, error) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			select {
+			case <-exited:
+				return nil, fmt.Errorf("postsrsd exited: %s", stderr.String())
+			default:
+			}
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, fmt.Sprint(port)), 5*time.Second)
 			if err == nil {
-				t.Cleanup(func() { c.Close() })
-				return &tcpTable{conn: c, r: bufio.NewReader(c)}
+				conns = append(conns, c)
+				return &tcpTable{conn: c, r: bufio.NewReader(c)}, nil
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("postsrsd did not listen on %s:%d: %s", ip, port, stderr.String())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		t.Fatalf("postsrsd did not listen on %d: %s", port, stderr.String())
-		return nil
 	}
-	return dial(fport), dial(rport)
+	if fwd, err = dial(fport); err == nil {
+		rev, err = dial(rport)
+	}
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	t.Cleanup(stop)
+	return fwd, rev, nil
+}
+
+// syncBuilder is a strings.Builder safe for a process's output and the
+// test reading it at the same time.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuilder) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuilder) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // TestPostsrsdLive compares Forward and Reverse with the real postsrsd on

@@ -295,7 +295,20 @@ func (s *CertStore) WatchFiles(ctx context.Context, interval time.Duration) {
 		if !s.changed() {
 			continue
 		}
-		if err := s.Reload(); err != nil {
+		err := s.Reload()
+		if err != nil {
+			// Renewal tools replace the key and the certificate one
+			// after the other: a poll between the two sees a pair that
+			// does not match. Give them a moment before calling it an
+			// error.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(interval, 2*time.Second)):
+			}
+			err = s.Reload()
+		}
+		if err != nil {
 			s.log.Error("certificate files changed but cannot be loaded; still serving the previous certificates", "err", err)
 		} else {
 			s.log.Info("certificates reloaded")
