@@ -25,6 +25,7 @@ import (
 
 	"github.com/mailstead/mailstead/internal/account"
 	"github.com/mailstead/mailstead/internal/config"
+	"github.com/mailstead/mailstead/internal/dnsresolver"
 	"github.com/mailstead/mailstead/internal/control"
 	"github.com/mailstead/mailstead/internal/manage"
 	"github.com/mailstead/mailstead/internal/server"
@@ -142,9 +143,38 @@ func (c *serveCmd) Run(g *globals) error {
 	if g.Config == "" {
 		log.Info("no --config given: running the embedded default (loopback ports, self-signed TLS)", "data", cfg.DataDir)
 	}
-	return server.Run(context.Background(), cfg, server.Options{
+	opts := server.Options{
 		ReadyFile: c.ReadyFile, ShutdownTimeout: c.ShutdownTimeout, Reload: reload, Logger: log, LogLevel: lv,
-	})
+	}
+	if zone := os.Getenv(TestDNSZoneEnv); zone != "" {
+		fake, err := loadTestZone(zone)
+		if err != nil {
+			return err
+		}
+		log.Warn("DNS answers come from a zone file, not the network: for tests only", "env", TestDNSZoneEnv, "file", zone)
+		opts.Resolver = fake
+	}
+	return server.Run(context.Background(), cfg, opts)
+}
+
+// TestDNSZoneEnv names a zone file (dnsresolver.Fake.LoadZone's format)
+// whose records answer every DNS question of `serve` instead of the
+// network. The end-to-end tests set it so that they never depend on the
+// machine's resolver (a slow lookup would turn into a 451); it has no use
+// in production and is logged loudly when set.
+const TestDNSZoneEnv = "MAILSTEAD_TEST_DNS_ZONE"
+
+func loadTestZone(path string) (*dnsresolver.Fake, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", TestDNSZoneEnv, err)
+	}
+	defer f.Close()
+	fake := dnsresolver.NewFake()
+	if err := fake.LoadZone(f); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", TestDNSZoneEnv, path, err)
+	}
+	return fake, nil
 }
 
 type configCmd struct {

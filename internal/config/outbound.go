@@ -47,6 +47,12 @@ type Outbound struct {
 	// MTASTS fetches and enforces the recipient domains' MTA-STS
 	// policies (RFC 8461) in direct mode.
 	MTASTS bool `toml:"mta_sts"`
+	// DANE authenticates MX hosts that publish DNSSEC-signed TLSA records
+	// (RFC 7672) in direct mode. It trusts the DNSSEC (AD) bit of the
+	// nameservers in /etc/resolv.conf, which must be a validating
+	// resolver on loopback; without one it finds nothing secure and
+	// delivery stays as without DANE.
+	DANE bool `toml:"dane"`
 	// BounceMaxSize caps how much of the original message a bounce
 	// carries; larger messages are returned as headers only.
 	BounceMaxSize Size `toml:"bounce_max_size"`
@@ -154,6 +160,7 @@ func defaultOutbound() Outbound {
 		ConnectTimeout:    Duration(30 * time.Second),
 		CommandTimeout:    Duration(5 * time.Minute),
 		MTASTS:            true,
+		DANE:              true,
 		BounceMaxSize:     100 * 1000,
 		TLSReports:        TLSReports{Retention: Duration(14 * 24 * time.Hour)},
 	}

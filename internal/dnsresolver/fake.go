@@ -41,6 +41,8 @@ type Fake struct {
 	ip      map[string][]netip.Addr
 	mx      map[string][]*net.MX
 	ptr     map[netip.Addr][]string
+	tlsa    map[string][]TLSA
+	secure  map[string]bool
 	fail    map[string]Failure
 	queries []string
 }
@@ -48,11 +50,13 @@ type Fake struct {
 // NewFake returns an empty zone.
 func NewFake() *Fake {
 	return &Fake{
-		txt:  map[string][]string{},
-		ip:   map[string][]netip.Addr{},
-		mx:   map[string][]*net.MX{},
-		ptr:  map[netip.Addr][]string{},
-		fail: map[string]Failure{},
+		txt:    map[string][]string{},
+		ip:     map[string][]netip.Addr{},
+		mx:     map[string][]*net.MX{},
+		ptr:    map[netip.Addr][]string{},
+		tlsa:   map[string][]TLSA{},
+		secure: map[string]bool{},
+		fail:   map[string]Failure{},
 	}
 }
 
@@ -144,10 +148,73 @@ func (f *Fake) Clone() *Fake {
 	for k, v := range f.ptr {
 		c.ptr[k] = slices.Clone(v)
 	}
+	for k, v := range f.tlsa {
+		for _, r := range v {
+			r.Data = slices.Clone(r.Data)
+			c.tlsa[k] = append(c.tlsa[k], r)
+		}
+	}
+	for k, v := range f.secure {
+		c.secure[k] = v
+	}
 	for k, v := range f.fail {
 		c.fail[k] = v
 	}
 	return c
+}
+
+// AddTLSA adds TLSA records (e.g. at "_25._tcp.mx.example.net").
+func (f *Fake) AddTLSA(name string, recs ...TLSA) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range recs {
+		r.Data = slices.Clone(r.Data)
+		f.tlsa[key(name)] = append(f.tlsa[key(name)], r)
+	}
+}
+
+// SetSecure declares whether the answers for name (records or a denial,
+// any type) are DNSSEC-secure, as the AD bit of a validating resolver
+// would say. Names are insecure unless declared secure.
+func (f *Fake) SetSecure(name string, secure bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !secure {
+		delete(f.secure, key(name))
+		return
+	}
+	f.secure[key(name)] = true
+}
+
+// LookupMXSecure implements DNSSEC.
+func (f *Fake) LookupMXSecure(ctx context.Context, name string) ([]*net.MX, bool, error) {
+	mxs, err := f.LookupMX(ctx, name)
+	if err != nil && !IsNotFound(err) {
+		return nil, false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return mxs, f.secure[key(name)], err
+}
+
+// LookupTLSA implements DNSSEC.
+func (f *Fake) LookupTLSA(ctx context.Context, name string) ([]TLSA, bool, error) {
+	if err := f.start(ctx, "TLSA", name); err != nil {
+		return nil, false, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sec := f.secure[key(name)]
+	v := f.tlsa[key(name)]
+	if len(v) == 0 {
+		return nil, sec, notFound(name)
+	}
+	out := make([]TLSA, len(v))
+	for i, r := range v {
+		r.Data = slices.Clone(r.Data)
+		out[i] = r
+	}
+	return out, sec, nil
 }
 
 func dotted(s string) string {
@@ -265,6 +332,8 @@ func (f *Fake) LookupAddr(ctx context.Context, addr string) ([]string, error) {
 //	name A|AAAA address
 //	name MX preference host
 //	address PTR name
+//	name TLSA usage selector matching-type hex-data
+//	name SECURE                        (see SetSecure)
 //	name SERVFAIL|TIMEOUT|HANG         (see Fail)
 //
 // Blank lines and lines starting with ; or # are ignored. TXT data that
@@ -313,6 +382,14 @@ func (f *Fake) addRecord(name, typ, data string) error {
 			return fmt.Errorf("PTR owner must be an IP address: %w", err)
 		}
 		f.AddPTR(name, data)
+	case "TLSA":
+		r, err := ParseTLSA(data)
+		if err != nil {
+			return err
+		}
+		f.AddTLSA(name, r)
+	case "SECURE":
+		f.SetSecure(name, true)
 	case "SERVFAIL":
 		f.Fail(name, FailServFail)
 	case "TIMEOUT":

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/smtp"
 	"os"
@@ -174,6 +175,15 @@ func (in *Instance) Start() {
 	in.log = logf
 	cmd := exec.Command(Binary(t), "--config", in.Config, "serve", "--ready-file", ready, "--shutdown-timeout", "5s")
 	cmd.Dir = in.Dir
+	// DNS from a zone file, never the network: a slow resolver on a
+	// loaded machine would otherwise turn SPF/DMARC checks into 451s.
+	zone := in.ZoneFile()
+	if _, err := os.Stat(zone); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(zone, []byte("; no records: every name is NXDOMAIN\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd.Env = append(os.Environ(), "MAILSTEAD_TEST_DNS_ZONE="+zone)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -204,6 +214,10 @@ func (in *Instance) Start() {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// ZoneFile is the DNS zone the server answers from (see
+// cli.TestDNSZoneEnv); a test may write records into it before Start.
+func (in *Instance) ZoneFile() string { return filepath.Join(in.Dir, "dns.zone") }
 
 // Addr returns the bound address of a listener.
 func (in *Instance) Addr(name string) string {

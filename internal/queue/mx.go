@@ -56,29 +56,40 @@ func isNotFound(err error) bool {
 // itself when it has no MX record (implicit MX). A null MX (RFC 7505) and
 // a domain that does not exist are permanent failures.
 func mxHosts(ctx context.Context, r Resolver, domain string) ([]string, error) {
-	mxs, err := r.LookupMX(ctx, domain)
+	hosts, _, err := mxHostsFrom(ctx, func(ctx context.Context, name string) ([]*net.MX, bool, error) {
+		mxs, err := r.LookupMX(ctx, name)
+		return mxs, false, err
+	}, r, domain)
+	return hosts, err
+}
+
+// mxHostsFrom is mxHosts with the MX records from lookupMX, which also
+// says whether its answer (records or denial) was DNSSEC-secure; the
+// result's secure is that, for the MX hosts or the implicit MX (DANE
+// applies only when it is true, RFC 7672 2.2).
+func mxHostsFrom(ctx context.Context, lookupMX func(context.Context, string) ([]*net.MX, bool, error), r Resolver, domain string) (hosts []string, secure bool, err error) {
+	mxs, secure, err := lookupMX(ctx, domain)
 	if err != nil && !isNotFound(err) {
-		return nil, tempErr("4.4.3", "DNS lookup of MX for %s failed: %v", domain, err)
+		return nil, false, tempErr("4.4.3", "DNS lookup of MX for %s failed: %v", domain, err)
 	}
 	if len(mxs) == 1 && (mxs[0].Host == "." || mxs[0].Host == "") {
-		return nil, permErr("5.1.10", "domain %s does not accept mail (null MX, RFC 7505)", domain)
+		return nil, false, permErr("5.1.10", "domain %s does not accept mail (null MX, RFC 7505)", domain)
 	}
 	if len(mxs) == 0 {
 		// Implicit MX: the domain's own address records (RFC 5321 5.1).
 		ips, err := r.LookupIPAddr(ctx, domain)
 		if err != nil && !isNotFound(err) {
-			return nil, tempErr("4.4.3", "DNS lookup of %s failed: %v", domain, err)
+			return nil, false, tempErr("4.4.3", "DNS lookup of %s failed: %v", domain, err)
 		}
 		if len(ips) == 0 {
-			return nil, permErr("5.1.2", "domain %s has no MX or address records", domain)
+			return nil, false, permErr("5.1.2", "domain %s has no MX or address records", domain)
 		}
-		return []string{domain}, nil
+		return []string{domain}, secure, nil
 	}
 	// Shuffle, then stable-sort by preference: equal preferences end up
 	// in random order.
 	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
 	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Pref < mxs[j].Pref })
-	var hosts []string
 	for _, mx := range mxs {
 		h := strings.ToLower(strings.TrimSuffix(mx.Host, "."))
 		if h == "" {
@@ -90,9 +101,9 @@ func mxHosts(ctx context.Context, r Resolver, domain string) ([]string, error) {
 		}
 	}
 	if len(hosts) == 0 {
-		return nil, permErr("5.1.10", "domain %s has no usable MX host", domain)
+		return nil, false, permErr("5.1.10", "domain %s has no usable MX host", domain)
 	}
-	return hosts, nil
+	return hosts, secure, nil
 }
 
 // hostAddrs returns host's addresses ordered by preference ("ipv4",

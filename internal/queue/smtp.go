@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailstead/mailstead/internal/dnsresolver"
 	"github.com/mailstead/mailstead/internal/store"
 )
 
@@ -67,6 +68,10 @@ type SMTPOptions struct {
 	Resolver Resolver
 	// MTASTS enforces MTA-STS policies in direct mode; nil disables.
 	MTASTS *MTASTS
+	// DANE, when set, authenticates MX hosts with DNSSEC-secure TLSA
+	// records (RFC 7672) in direct mode; it also answers the MX lookups
+	// then, since only a secure MX answer lets DANE apply. nil disables.
+	DANE dnsresolver.DNSSEC
 	// RootCAs verifies MX certificates where a policy requires it; nil
 	// uses the system roots.
 	RootCAs *x509.CertPool
@@ -134,7 +139,7 @@ func NewSMTP(o SMTPOptions) *SMTP {
 	t.pool = &pool{idle: map[string][]*session{}, timeout: o.IdleTimeout, maxPerKey: 32}
 	t.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mailstead_outbound_smtp_failures_total",
-		Help: "Outbound SMTP connection-level failures by kind (connect, tls, starttls_missing, mta_sts, auth, protocol).",
+		Help: "Outbound SMTP connection-level failures by kind (connect, tls, starttls_missing, mta_sts, dane, auth, protocol).",
 	}, []string{"kind"})
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(t.failures); err != nil {
@@ -259,6 +264,11 @@ type target struct {
 	// verify requires STARTTLS with a certificate valid for host
 	// (MTA-STS enforce).
 	verify bool
+	// dane, when set, requires STARTTLS with a certificate that these
+	// usable TLSA records authenticate (DANE); requireTLS requires
+	// STARTTLS without authentication (DANE with only unusable records).
+	dane       []dnsresolver.TLSA
+	requireTLS bool
 	// noTLS skips STARTTLS (retry after a failed opportunistic handshake).
 	noTLS bool
 	// domain is the destination, for TLS failure reports.
@@ -276,7 +286,13 @@ func (tg *target) key() string {
 	if tg.relay != nil {
 		return "relay|" + tg.addr.String() + "|" + tg.relay.Username
 	}
-	return fmt.Sprintf("mx|%s|%s|%t|%t|%t", tg.addr, tg.host, tg.verify, tg.noTLS, tg.stsTesting)
+	return fmt.Sprintf("mx|%s|%s|%t|%t|%t|%t|%t", tg.addr, tg.host, tg.verify, tg.noTLS, tg.stsTesting, tg.dane != nil, tg.requireTLS)
+}
+
+// mustTLS reports whether tg may only be used with TLS: no plain-text
+// fallback when STARTTLS is missing or its handshake fails.
+func (tg *target) mustTLS() bool {
+	return tg.relay != nil || tg.verify || tg.dane != nil || tg.requireTLS
 }
 
 func (tg *target) remote() string {
@@ -316,16 +332,33 @@ func (t *SMTP) Deliver(ctx context.Context, e store.QueueEntry, msg Message) []R
 			return out, nil
 		})
 	} else {
-		hosts, err := mxHosts(ctx, t.opts.Resolver, e.Destination)
-		if err != nil {
-			return all(err)
-		}
 		// A TLS report is delivered despite TLS failures and its
 		// sessions are not reported (RFC 8460 5.3). Only the reporter
 		// queues entries with this transport; a header in the message
 		// proves nothing (anyone can write one into forwarded mail).
 		report := e.Transport == TransportTLSReport
 		dom := strings.ToLower(e.Destination)
+		var hosts []string
+		var dane map[string]*daneHost // nil: DANE does not apply
+		if t.opts.DANE != nil && !report {
+			var secure bool
+			var err error
+			hosts, secure, err = mxHostsFrom(ctx, t.opts.DANE.LookupMXSecure, t.opts.Resolver, e.Destination)
+			if err != nil {
+				return all(err)
+			}
+			if secure {
+				dane = t.daneLookup(ctx, hosts)
+			} else {
+				t.log.Debug("dane", "domain", dom, "decision", daneNone.String(), "reason", "MX answer not DNSSEC-secure")
+			}
+		} else {
+			var err error
+			hosts, err = mxHosts(ctx, t.opts.Resolver, e.Destination)
+			if err != nil {
+				return all(err)
+			}
+		}
 		pol := tlsPolicy{typ: PolicyNoPolicyFound, domain: dom}
 		verify, testing := false, false
 		if t.opts.MTASTS != nil {
@@ -338,7 +371,9 @@ func (t *SMTP) Deliver(ctx context.Context, e store.QueueEntry, msg Message) []R
 				enforce := p.Mode == STSEnforce && !report
 				var ok []string
 				for _, h := range hosts {
-					if p.Match(h) {
+					// DANE wins over MTA-STS for a host it
+					// authenticates (RFC 8461 2).
+					if p.Match(h) || dane[h].authenticates() {
 						ok = append(ok, h)
 						continue
 					}
@@ -362,16 +397,23 @@ func (t *SMTP) Deliver(ctx context.Context, e store.QueueEntry, msg Message) []R
 			}
 		}
 		for _, h := range hosts {
-			h := h
+			dh := dane[h]
 			targets = append(targets, func() ([]target, error) {
+				if dh != nil && dh.mode == daneFail {
+					t.daneFailed(dom, h, dh)
+					return nil, dh.err
+				}
 				addrs, err := hostAddrs(ctx, t.opts.Resolver, h, t.opts.IPPreference)
 				if err != nil {
 					return nil, err
 				}
+				base := target{host: h, verify: verify, domain: e.Destination, policy: pol, stsTesting: testing, noReport: report}
+				t.daneApply(&base, dh)
 				var out []target
 				for _, a := range addrs {
-					out = append(out, target{host: h, addr: netip.AddrPortFrom(a, uint16(t.opts.Port)), verify: verify, domain: e.Destination,
-						policy: pol, stsTesting: testing, noReport: report})
+					tg := base
+					tg.addr = netip.AddrPortFrom(a, uint16(t.opts.Port))
+					out = append(out, tg)
 				}
 				return out, nil
 			})
@@ -435,7 +477,7 @@ func (t *SMTP) try(ctx context.Context, e store.QueueEntry, msg Message, pend []
 		if s == nil {
 			var err error
 			s, err = t.dial(ctx, tg)
-			if errors.Is(err, errTLSFallback) && !tg.verify && tg.relay == nil {
+			if errors.Is(err, errTLSFallback) && !tg.mustTLS() {
 				// Opportunistic TLS failed: RFC 7435 says deliver
 				// in plain text rather than not at all.
 				tg.noTLS = true
@@ -470,6 +512,7 @@ type session struct {
 	raw     net.Conn
 	remote  string
 	tls     string // TLS version, "" for plain text
+	dane    bool   // TLS authenticated by DANE
 	used    int
 	healthy bool // the last exchange ended in a clean reply
 	idle    time.Time
@@ -542,6 +585,8 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 	switch {
 	case tg.relay != nil:
 		tlsCfg.RootCAs = tg.relay.RootCAs
+	case tg.dane != nil:
+		daneTLSConfig(tlsCfg, tg)
 	case tg.verify:
 		tlsCfg.RootCAs = t.opts.RootCAs
 	case tg.stsTesting:
@@ -591,9 +636,12 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 		}
 		if !offered {
 			t.tlsResult(tg, raw, errSTARTTLSNotOffered)
-			if tg.relay != nil || tg.verify {
+			if tg.mustTLS() {
 				why := "the relay requires TLS"
-				if tg.verify {
+				switch {
+				case tg.dane != nil || tg.requireTLS:
+					why = daneRequired(tg.host)
+				case tg.verify:
 					why = "the domain's MTA-STS policy requires TLS"
 				}
 				t.log.Warn("STARTTLS not offered", "domain", tg.domain, "remote", tg.remote(), "reason", why)
@@ -611,7 +659,7 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 		if err != nil {
 			if _, isProto := err.(*textproto.Error); isProto {
 				t.tlsResult(tg, raw, fmt.Errorf("%w: %w", errSTARTTLSNotOffered, err))
-				if tg.relay == nil && !tg.verify {
+				if !tg.mustTLS() {
 					// Refused rather than not offered: the same
 					// opportunistic fallback (RFC 7435).
 					t.failures.WithLabelValues("tls").Inc()
@@ -623,9 +671,9 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 		tc := tls.Client(raw, tlsCfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			t.tlsResult(tg, raw, err)
-			t.log.Warn("outbound TLS handshake failed", "domain", tg.domain, "remote", tg.remote(), "err", err, "verify", tg.verify || tg.relay != nil)
+			t.log.Warn("outbound TLS handshake failed", "domain", tg.domain, "remote", tg.remote(), "err", err, "verify", tg.verify || tg.relay != nil, "dane", tg.dane != nil)
 			t.failures.WithLabelValues("tls").Inc()
-			if tg.relay == nil && !tg.verify {
+			if !tg.mustTLS() {
 				return nil, errTLSFallback
 			}
 			return nil, &deliveryError{status: "4.7.5", msg: fmt.Sprintf("TLS with %s failed: %v", tg.remote(), err), remote: tg.remote()}
@@ -635,6 +683,7 @@ func (t *SMTP) dial(ctx context.Context, tg target) (*session, error) {
 		}
 		t.tlsResult(tg, raw, verifyErr)
 		s.tls = tls.VersionName(tc.ConnectionState().Version)
+		s.dane = tg.dane != nil
 		conn = &greeted{Conn: tc, pre: []byte("220 " + firstLine(greet) + "\r\n")}
 	}
 	c := smtp.NewClient(conn)
@@ -849,14 +898,19 @@ func (t *SMTP) transaction(ctx context.Context, s *session, e store.QueueEntry, 
 		s.healthy = true
 		return results, nil
 	}
-	setAll(Result{Outcome: Delivered, Reply: "250 " + firstLine(resp.StatusText), Remote: s.remote + tlsNote(s.tls)})
+	setAll(Result{Outcome: Delivered, Reply: "250 " + firstLine(resp.StatusText), Remote: s.remote + tlsNote(s.tls, s.dane)})
 	s.healthy = true
 	return results, nil
 }
 
-func tlsNote(v string) string {
+// tlsNote is the TLS part of a delivery's remote in the attempt log:
+// " (TLS 1.3)", " (TLS 1.3, dane)" when DANE authenticated the server.
+func tlsNote(v string, dane bool) string {
 	if v == "" {
 		return ""
+	}
+	if dane {
+		return " (" + v + ", dane)"
 	}
 	return " (" + v + ")"
 }

@@ -534,11 +534,18 @@ func BuildTLSReport(meta TLSReportMeta, day time.Time, dom string, rs []store.TL
 	idx := map[string]int{}
 	for _, res := range rs {
 		k := res.PolicyType + "\x00" + strings.Join(res.PolicyString, "\n")
+		if res.PolicyType == PolicyTLSA {
+			// A TLSA policy is one MX host's (RFC 8460 4.4 mx-host).
+			k += "\x00" + res.MXHost
+		}
 		i, ok := idx[k]
 		if !ok {
 			i = len(rep.Policies)
 			idx[k] = i
 			p := TLSReportPolicy{Type: res.PolicyType, String: res.PolicyString, Domain: dom}
+			if res.PolicyType == PolicyTLSA && res.MXHost != "" {
+				p.MXHost = []string{res.MXHost}
+			}
 			if res.PolicyType == PolicySTS {
 				for _, l := range res.PolicyString {
 					if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "mx" {
@@ -564,7 +571,10 @@ func BuildTLSReport(meta TLSReportMeta, day time.Time, dom string, rs []store.TL
 		if a.Type != b.Type {
 			return a.Type > b.Type // "sts" before "no-policy-found"
 		}
-		return strings.Join(a.String, "\n") < strings.Join(b.String, "\n")
+		if as, bs := strings.Join(a.String, "\n"), strings.Join(b.String, "\n"); as != bs {
+			return as < bs
+		}
+		return strings.Join(a.MXHost, " ") < strings.Join(b.MXHost, " ") // TLSA: one policy per host
 	})
 	for i := range rep.Policies {
 		fd := rep.Policies[i].FailureDetails

@@ -42,8 +42,12 @@ const (
 	PolicyNoPolicyFound = "no-policy-found"
 )
 
-// RFC 8460 section 4.3 result types. DANE is not implemented, so the
-// tlsa/dnssec/dane ones are never produced yet.
+// RFC 8460 section 4.3 result types. DANE (dane.go) produces
+// tlsa-invalid (no TLSA record matches), dnssec-invalid (the TLSA lookup
+// failed, SERVFAIL being how a validating resolver says "bogus"), and
+// starttls-not-supported or a certificate result under policy type
+// "tlsa". dane-required is for senders configured to require DANE for a
+// domain, which mailstead has no setting for, so it is never produced.
 const (
 	ResultSTARTTLSNotSupported    = "starttls-not-supported"
 	ResultCertificateHostMismatch = "certificate-host-mismatch"
@@ -100,8 +104,11 @@ func TLSResultType(err error) (resultType, reason string) {
 		netErr     net.Error
 		protoErr   *textproto.Error
 		opErr      *net.OpError
+		daneErr    *daneError
 	)
 	switch {
+	case errors.As(err, &daneErr):
+		return daneErr.result, truncReason(daneErr.reason)
 	case errors.Is(err, errSTARTTLSNotOffered):
 		if errors.As(err, &protoErr) {
 			return ResultSTARTTLSNotSupported, truncReason(fmt.Sprintf("%d %s", protoErr.Code, protoErr.Msg))
@@ -164,8 +171,8 @@ func truncReason(s string) string {
 
 // tlsPolicy is the policy a session was made under.
 type tlsPolicy struct {
-	typ    string   // PolicySTS or PolicyNoPolicyFound
-	lines  []string // policy-string
+	typ    string   // PolicySTS, PolicyTLSA or PolicyNoPolicyFound
+	lines  []string // policy-string (TLSA: the records in presentation form)
 	domain string   // policy domain
 }
 
@@ -235,8 +242,12 @@ func (r *tlsRecorder) record(s tlsSession) {
 	if s.result == "" {
 		// Reports only count successes; one row per policy keeps a big
 		// MX pool's successes from using up the per-domain row bound
-		// that the failures' details need.
-		k.mx, k.rip, k.sip, k.reason = "", "", "", ""
+		// that the failures' details need. A TLSA policy is one MX
+		// host's, so its row keeps the host for the report's mx-host.
+		if s.policy.typ != PolicyTLSA {
+			k.mx = ""
+		}
+		k.rip, k.sip, k.reason = "", "", ""
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -86,13 +86,19 @@ func relay(name string, r config.Relay) (*queue.Relay, error) {
 }
 
 // SMTPOptions translates [outbound] into transport options.
-func SMTPOptions(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (queue.SMTPOptions, error) {
+// res is the server's resolver; when it also answers DNSSEC questions (the
+// test zone, dnsresolver.Fake) DANE uses it, else DANE asks the resolvers
+// of /etc/resolv.conf and trusts their AD bit.
+func SMTPOptions(cfg *config.Config, res dnsresolver.Resolver, log *slog.Logger, reg prometheus.Registerer) (queue.SMTPOptions, error) {
 	o := cfg.Outbound
+	if res == nil {
+		res = dnsresolver.System{}
+	}
 	so := queue.SMTPOptions{
 		EHLOName: o.EHLOName, IPPreference: o.IPPreference,
 		ConnectTimeout: o.ConnectTimeout.D(), CommandTimeout: o.CommandTimeout.D(),
 		Routes: map[string]*queue.Relay{}, Logger: log, Registerer: reg,
-		Resolver: dnsresolver.System{},
+		Resolver: res,
 	}
 	if so.EHLOName == "" {
 		so.EHLOName = cfg.Hostname
@@ -122,15 +128,22 @@ func SMTPOptions(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer
 	if o.MTASTS {
 		so.MTASTS = queue.NewMTASTS(so.Resolver, log)
 	}
+	if o.DANE {
+		if sec, ok := res.(dnsresolver.DNSSEC); ok {
+			so.DANE = sec
+		} else {
+			so.DANE = &dnsresolver.TrustAD{Logger: log}
+		}
+	}
 	return so, nil
 }
 
 // StartOutbound builds the outbound side and starts the queue runner; stop
 // waits for it (deliveries in flight get up to grace to finish).
-func StartOutbound(ctx context.Context, cfg *config.Config, st store.Store, wake <-chan struct{}, deliv *delivery.Deliverer, reg prometheus.Registerer, log *slog.Logger, grace time.Duration) (*Outbound, func(), error) {
+func StartOutbound(ctx context.Context, cfg *config.Config, st store.Store, wake <-chan struct{}, deliv *delivery.Deliverer, res dnsresolver.Resolver, reg prometheus.Registerer, log *slog.Logger, grace time.Duration) (*Outbound, func(), error) {
 	keys := DKIMKeys(cfg)
 	sub := NewSubmitter(keys, deliv, log.With("component", "submit"))
-	so, err := SMTPOptions(cfg, log.With("component", "smtp-out"), reg)
+	so, err := SMTPOptions(cfg, res, log.With("component", "smtp-out"), reg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbound: %w", err)
 	}

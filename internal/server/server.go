@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) error {
 	// Outbound: DKIM keys, the submitter that queues mail for remote
 	// recipients, and the queue runner (stopped after the listeners have
 	// drained, before the store closes).
-	outbound, stopOutbound, err := StartOutbound(ctx, cfg, st, st.QueueWake(), deliv, reg, log, opts.ShutdownTimeout)
+	outbound, stopOutbound, err := StartOutbound(ctx, cfg, st, st.QueueWake(), deliv, resolver, reg, log, opts.ShutdownTimeout)
 	if err != nil {
 		return err
 	}
