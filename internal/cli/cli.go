@@ -25,8 +25,8 @@ import (
 
 	"github.com/mailstead/mailstead/internal/account"
 	"github.com/mailstead/mailstead/internal/config"
-	"github.com/mailstead/mailstead/internal/dnsresolver"
 	"github.com/mailstead/mailstead/internal/control"
+	"github.com/mailstead/mailstead/internal/dnsresolver"
 	"github.com/mailstead/mailstead/internal/manage"
 	"github.com/mailstead/mailstead/internal/server"
 	"github.com/mailstead/mailstead/internal/store/sqlitestore"

@@ -24,7 +24,8 @@
 // mapping of store errors to response codes). Command handlers live in
 // auth.go, mailboxes.go, view.go (SELECT/EXAMINE/CLOSE/UNSELECT), fetch.go,
 // search.go, sort.go (SORT, THREAD), compress.go, metadata.go (GETMETADATA,
-// SETMETADATA) and messages.go (STORE, COPY/MOVE, EXPUNGE, APPEND, IDLE).
+// SETMETADATA), notify.go (NOTIFY) and messages.go (STORE, COPY/MOVE,
+// EXPUNGE, APPEND, IDLE).
 // structure.go formats ENVELOPE and BODYSTRUCTURE from the cached MIME
 // summary of package message.
 //
@@ -59,6 +60,15 @@
 // store query.
 //
 // # Extensions
+//
+// After login the server advertises (session.capabilities): NAMESPACE,
+// UNSELECT, UIDPLUS, MOVE, CHILDREN, SPECIAL-USE, CREATE-SPECIAL-USE,
+// LIST-EXTENDED, LIST-STATUS, ESEARCH, SEARCHRES, STATUS=SIZE, BINARY,
+// MULTIAPPEND, APPENDLIMIT, QUOTA, QUOTA=RES-STORAGE, UTF8=ACCEPT,
+// CONDSTORE, QRESYNC, OBJECTID, SAVEDATE, WITHIN, COMPRESS=DEFLATE, SORT,
+// SORT=DISPLAY, ESORT, THREAD=ORDEREDSUBJECT, THREAD=REFERENCES,
+// I18NLEVEL=1, METADATA and NOTIFY, besides IMAP4rev2, IMAP4rev1,
+// LITERAL+, SASL-IR, ID, ENABLE and IDLE.
 //
 // CONDSTORE and QRESYNC (RFC 7162) are built on the view.
 // session.condstore is switched on by ENABLE, SELECT (CONDSTORE) and the
@@ -120,8 +130,59 @@
 // annotations are /shared/admin and /shared/comment from Config
 // (read-only: SETMETADATA gets NO [NOPERM]) and the account's own /private
 // entries. Entry names are case-insensitive and answered in lower case.
-// No unsolicited METADATA responses are sent. NOTIFY (RFC 5465) is not
-// implemented.
+// No unsolicited METADATA responses are sent.
+//
+// NOTIFY (RFC 5465, notify.go) lets a client hear of changes without
+// polling. NOTIFY SET starts two goroutines for the session. The watcher
+// waits for store.WatchAccount (any committed change in the account; the
+// signals coalesce) and compares the account's mailboxes (ID, name,
+// UIDNEXT, HIGHESTMODSEQ, from one ListMailboxes) and, when asked for,
+// its subscriptions with a snapshot: new, missing and renamed IDs become
+// LIST responses (\NonExistent for a deleted mailbox, OLDNAME for a
+// rename), subscription differences LIST with or without \Subscribed, and
+// a changed mailbox with message events becomes STATUS (MESSAGES UIDNEXT
+// UIDVALIDITY UNSEEN, and HIGHESTMODSEQ with CONDSTORE) when the change is
+// one the client asked for: UIDNEXT grew (MessageNew), the count fell
+// (MessageExpunge), else FlagChange. The first event group that covers a
+// mailbox decides its events; INBOXES is PERSONAL, since Sieve can file
+// mail anywhere (RFC 5465 6.3); names in SUBTREE and MAILBOXES match
+// mailboxes created later too. The events go into a queue of at most
+// notifyQueueMax entries. The writer sends them whenever the session is
+// not executing a command: the session goroutine holds notifyState.mu
+// all the time except while it waits for the next command (readCommand;
+// the "+ Ready" of a literal takes the lock for its write) and while IDLE
+// waits. A client that does not read, or a burst larger than the queue,
+// overflows it: the session gets an untagged OK [NOTIFICATIONOVERFLOW]
+// and NOTIFY is off until the next NOTIFY SET. Events also go out before
+// every tagged response.
+//
+// The selected mailbox is left to the view: with a SELECTED group the
+// writer runs poll between commands (EXISTS, EXPUNGE or VANISHED, FETCH
+// FLAGS; then, with a MessageNew fetch-att list, a FETCH of at most
+// notifyFetchMax new messages, never setting \Seen, not after the
+// session's own APPEND, COPY and MOVE). It first looks at the changes:
+// when a report would include changes the group did not ask for (flag
+// changes without FlagChange; expunges with SELECTED-DELAYED outside
+// IDLE), the whole report waits for the next command, as the view has one
+// MODSEQ watermark. Between that look and poll's own query a new expunge could
+// slip into a SELECTED-DELAYED report; the window is a few milliseconds.
+// Without a SELECTED group IDLE reports nothing of the selected mailbox
+// (RFC 5465 section 4), while the poll after each command works as always. No
+// STATUS is sent for the selected mailbox.
+//
+// MailboxMetadataChange and ServerMetadataChange (RFC 5465 5.6, 5.7)
+// cannot come from the store, which has no change signal for annotations
+// short of reading them all. SETMETADATA is their only writer, so it
+// publishes the changed entry names to a package-wide hub (metaHub, shared
+// by the listeners of the process), which queues an unsolicited METADATA
+// response (RFC 5464 4.4.2) for the account's other NOTIFY sessions.
+//
+// Not implemented: AnnotationChange (no per-message annotations; NO
+// [BADEVENT]); the SHOULD of RFC 5465 section 5 to leave out events the
+// session caused itself, except for METADATA (a session's own CREATE comes
+// back as LIST); the SEARCH/SORT CONTEXT update of section 7 (no
+// CONTEXT=SEARCH). An account with more than notifyMailboxesMax mailboxes
+// or subscriptions gets NO [NOTIFICATIONOVERFLOW] for NOTIFY SET.
 //
 // New commands need: argument type and parser case in imapwire/command.go,
 // an entry in the handlers map with the states it is valid in, and, if it

@@ -207,41 +207,62 @@ func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 	v := s.view
 	st := s.srv.cfg.Store
 
-	var all map[uint32]store.MessageMeta
+	var all []store.MessageMeta // shared: read only
 	if !needContent && !setSeen && (len(uids) > metaBatch || len(uids) > 64 && len(uids) > len(v.uids)/4) {
-		// Metadata for a large part of the mailbox: one listing (no
-		// summaries, no prefixes) beats lookups by UID.
-		list, err := st.ListMessages(ctx, v.mb.ID)
+		// Metadata for a large part of the mailbox: the store's listing
+		// (no summaries, no prefixes) beats lookups by UID.
+		all, err = s.listShared(ctx, v.mb.ID)
 		if err != nil {
 			return err
 		}
-		all = make(map[uint32]store.MessageMeta, len(list))
-		for _, m := range list {
-			all[m.UID] = m
+		if all == nil {
+			all = []store.MessageMeta{} // mailbox gone: every UID is missing
 		}
 	}
+	at := 0 // uids usually ascend: where the search in all resumes
 	missing := 0
 	batch := fetchBatch
 	if !needContent {
 		batch = metaBatch
 	}
+	// One fetchMsg serves every message, and metadata from the shared
+	// list is not copied into a batch first: FETCH 1:* (FLAGS) of a big
+	// mailbox allocates per command, not per message.
+	var f fetchMsg
+	emit := func(m store.Message, changed bool) error {
+		seq := v.seq(m.UID)
+		if seq == 0 || a.HasChangedSince && m.ModSeq <= a.ChangedSince {
+			return nil
+		}
+		f = fetchMsg{s: s, ctx: ctx, m: m}
+		err := s.writeFetch(&f, seq, items, changed && !hasFlags)
+		f.close()
+		return err
+	}
 	for i := 0; i < len(uids); i += batch {
 		chunk := uids[i:min(i+batch, len(uids))]
-		var msgs []store.Message
 		if all != nil {
 			for _, u := range chunk {
-				if m, ok := all[u]; ok {
-					msgs = append(msgs, store.Message{MessageMeta: m})
+				if at > 0 && at <= len(all) && all[at-1].UID >= u {
+					at = 0 // not ascending ("$" after SORT)
+				}
+				at += sort.Search(len(all)-at, func(i int) bool { return all[at+i].UID >= u })
+				if at == len(all) || all[at].UID != u {
+					missing++
+					continue
+				}
+				if err := emit(store.Message{MessageMeta: all[at]}, false); err != nil {
+					return err
 				}
 			}
-		} else {
-			msgs, err = st.GetMessages(ctx, v.mb.ID, chunk)
-			if err != nil {
-				return err
-			}
+			continue
+		}
+		msgs, err := st.GetMessages(ctx, v.mb.ID, chunk)
+		if err != nil {
+			return err
 		}
 		missing += len(chunk) - len(msgs)
-		changed := map[uint32]bool{}
+		var changed map[uint32]bool // nil unless setSeen changed some
 		if setSeen {
 			var unseen []uint32
 			for _, m := range msgs {
@@ -255,6 +276,7 @@ func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 					return err
 				}
 				upd := map[uint32]store.MessageMeta{}
+				changed = map[uint32]bool{}
 				for _, u := range res.Updated {
 					upd[u.UID] = u
 					v.self[u.ModSeq] = struct{}{}
@@ -268,14 +290,7 @@ func (s *session) cmdFetch(ctx context.Context, cmd *imapwire.Command) error {
 			}
 		}
 		for _, m := range msgs {
-			seq := v.seq(m.UID)
-			if seq == 0 || a.HasChangedSince && m.ModSeq <= a.ChangedSince {
-				continue
-			}
-			f := &fetchMsg{s: s, ctx: ctx, m: m}
-			err := s.writeFetch(f, seq, items, changed[m.UID] && !hasFlags)
-			f.close()
-			if err != nil {
+			if err := emit(m, changed[m.UID]); err != nil {
 				return err
 			}
 		}

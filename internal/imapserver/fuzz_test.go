@@ -30,6 +30,8 @@ func FuzzSession(f *testing.F) {
 		"a THREAD REFERENCES UTF-8 ALL\r\nb UID THREAD ORDEREDSUBJECT UTF-8 TEXT x\r\nc THREAD REFERENCES KOI8-R ALL\r\nd ENABLE UTF8=ACCEPT\r\ne SORT (DATE) US-ASCII ALL",
 		"a COMPRESS DEFLATE\r\nJ\x34T\xf0\xf3\xf7\x0f\xe0\xe5\x02\x08",
 		"a SETMETADATA INBOX (/private/x \"1\" /shared/y ~{2+}\r\n\x00z /private/x/y NIL)\r\nb GETMETADATA (MAXSIZE 1 DEPTH infinity) INBOX (/private /shared)\r\nc GETMETADATA \"\" /shared/comment",
+		"a NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER] FLAGS) MessageExpunge FlagChange)) (personal (MessageNew MessageExpunge MailboxName SubscriptionChange))\r\nb APPEND INBOX {1+}\r\nx\r\nc UID STORE 1:* +FLAGS (\\Deleted)\r\nd EXPUNGE\r\ne IDLE\r\nDONE\r\nf CREATE n1\r\ng RENAME n1 n2\r\nh SUBSCRIBE n2\r\ni DELETE n2\r\nj NOTIFY NONE",
+		"a NOTIFY SET (selected-delayed (MessageNew MessageExpunge)) (subtree (INBOX \"a b\") (MessageNew MessageExpunge)) (mailboxes x NONE) (subscribed (SubscriptionChange))\r\nb COPY 1:* INBOX\r\nc EXPUNGE\r\nd NOTIFY SET (personal (XEvent))",
 		"a SETMETADATA \"\" (/shared/comment \"x\")\r\nb SETMETADATA \"\" (\"/private/a b(\" \"v\")\r\nc GETMETADATA (DEPTH 1) \"\" /private\r\nd RENAME INBOX M\r\ne GETMETADATA M /private/x",
 	}
 	for _, s := range seeds {

@@ -331,12 +331,19 @@ func (s *session) cmdIdle(ctx context.Context, cmd *imapwire.Command) error {
 		lines <- lineResult{l, err}
 	}()
 	var watch <-chan struct{}
-	if s.view != nil {
+	if s.view != nil && s.notify.n == nil {
 		watch = s.view.watch
 	}
+	// With NOTIFY, its writer reports while IDLE waits, and only what
+	// NOTIFY asked for (RFC 5465 section 4): the session lock is free
+	// during the select.
+	s.notify.idling = true
+	defer func() { s.notify.idling = false }()
 	for {
+		s.notify.mu.Unlock()
 		select {
 		case <-watch:
+			s.notify.mu.Lock()
 			s.view.dirty = true
 			// IDLE outlives the command context; each report gets its
 			// own deadline.
@@ -354,6 +361,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *imapwire.Command) error {
 			}
 			s.releaseCompressor()
 		case res := <-lines:
+			s.notify.mu.Lock()
 			if res.err != nil {
 				var ne net.Error
 				switch {
@@ -371,6 +379,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *imapwire.Command) error {
 			}
 			return nil
 		case <-s.srv.conns.Done():
+			s.notify.mu.Lock()
 			s.bye("Server shutting down")
 			return errBye
 		}

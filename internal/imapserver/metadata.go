@@ -160,7 +160,7 @@ func (s *session) cmdSetMetadata(ctx context.Context, cmd *imapwire.Command) err
 		}
 		entries[i] = store.MetadataEntry{Name: n, Value: e.Value}
 	}
-	id, _, err := s.metadataMailbox(ctx, a.Mailbox)
+	id, mbName, err := s.metadataMailbox(ctx, a.Mailbox)
 	if err != nil {
 		return err
 	}
@@ -179,6 +179,8 @@ func (s *session) cmdSetMetadata(ctx context.Context, cmd *imapwire.Command) err
 		return no("METADATA TOOMANY", "Too many annotations")
 	case errors.Is(err, store.ErrInvalid):
 		return bad("Invalid entry name")
+	case err == nil:
+		s.notifyMetadata(mbName, entries) // NOTIFY (notify.go)
 	}
 	return err
 }

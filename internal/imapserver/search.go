@@ -168,43 +168,40 @@ func (s *session) search(ctx context.Context, key *imapwire.SearchKey) ([]*searc
 	v := s.view
 	st := s.srv.cfg.Store
 	orderKeys(key)
-	list, err := st.ListMessages(ctx, v.mb.ID)
+	list, err := s.listShared(ctx, v.mb.ID) // shared: read only
 	if err != nil {
 		return nil, err
-	}
-	// Align the store's listing with the view: messages the client does
-	// not know yet are not searched, expunged ones cannot match.
-	cands := make([]*searchMsg, 0, len(v.uids))
-	for _, m := range list {
-		if seq := v.seq(m.UID); seq != 0 {
-			cands = append(cands, &searchMsg{meta: m, seq: seq})
-		}
 	}
 	sr := &searcher{s: s, ctx: ctx, maxSeq: uint32(len(v.uids)), maxUID: v.maxUID(), now: s.srv.now()}
 	needContent := keyCost(key) > costMeta
 	var hits []*searchMsg
-	for i := 0; i < len(cands); i += searchBatch {
-		chunk := cands[i:min(i+searchBatch, len(cands))]
+	// Candidates are matched a chunk at a time in one reused buffer;
+	// hits are copied out to slabs, so a search over a big mailbox makes
+	// a few allocations rather than one per message.
+	var slab []searchMsg
+	chunk := make([]searchMsg, 0, min(searchBatch, len(v.uids)))
+	run := func() error {
 		if needContent {
 			uids := make([]uint32, len(chunk))
-			for j, c := range chunk {
-				uids[j] = c.meta.UID
+			for j := range chunk {
+				uids[j] = chunk[j].meta.UID
 			}
 			msgs, err := st.GetMessages(ctx, v.mb.ID, uids)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			byUID := make(map[uint32]store.Message, len(msgs))
 			for _, m := range msgs {
 				byUID[m.UID] = m
 			}
-			for _, c := range chunk {
-				if m, ok := byUID[c.meta.UID]; ok {
-					c.f = &fetchMsg{s: s, ctx: ctx, m: m}
+			for j := range chunk {
+				if m, ok := byUID[chunk[j].meta.UID]; ok {
+					chunk[j].f = &fetchMsg{s: s, ctx: ctx, m: m}
 				}
 			}
 		}
-		for _, c := range chunk {
+		for j := range chunk {
+			c := &chunk[j]
 			ok := sr.match(c, key)
 			if c.f != nil {
 				c.f.close()
@@ -212,13 +209,43 @@ func (s *session) search(ctx context.Context, key *imapwire.SearchKey) ([]*searc
 			}
 			c.header, c.text = nil, nil
 			if sr.err != nil {
-				return nil, sr.err
+				return sr.err
 			}
 			if ok {
-				hits = append(hits, c)
+				if len(slab) == cap(slab) {
+					slab = make([]searchMsg, 0, min(256, max(16, len(hits))))
+				}
+				slab = append(slab, *c)
+				hits = append(hits, &slab[len(slab)-1])
 			}
 		}
-		if err := ctx.Err(); err != nil {
+		chunk = chunk[:0]
+		return ctx.Err()
+	}
+	// Align the store's listing with the view, both ascending by UID:
+	// messages the client does not know yet are not searched, expunged
+	// ones cannot match.
+	j := 0
+	for i := range list {
+		m := &list[i]
+		for j < len(v.uids) && v.uids[j] < m.UID {
+			j++
+		}
+		if j == len(v.uids) {
+			break
+		}
+		if v.uids[j] != m.UID {
+			continue
+		}
+		chunk = append(chunk, searchMsg{meta: *m, seq: uint32(j + 1)})
+		if len(chunk) == cap(chunk) {
+			if err := run(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(chunk) > 0 {
+		if err := run(); err != nil {
 			return nil, err
 		}
 	}

@@ -43,6 +43,8 @@ type Store interface {
 	Expunge(ctx context.Context, mailboxID int64, uids []uint32) ([]uint32, error)
 	ClaimRecent(ctx context.Context, mailboxID int64) (uint32, error)
 	Watch(mailboxID int64) (<-chan struct{}, func())
+	// WatchAccount signals changes anywhere in the account (NOTIFY).
+	WatchAccount(accountID int64) (<-chan struct{}, func())
 
 	GetMetadata(ctx context.Context, accountID, mailboxID int64) ([]store.MetadataEntry, error)
 	SetMetadata(ctx context.Context, accountID, mailboxID int64, entries []store.MetadataEntry) error

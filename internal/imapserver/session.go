@@ -73,6 +73,9 @@ type session struct {
 	view *view // selected mailbox, nil unless stateSelected
 	// cw is the compressing writer once COMPRESS=DEFLATE is active.
 	cw *compressWriter
+	// notify is NOTIFY (notify.go); its mutex is held by the session
+	// goroutine except while it waits for a command.
+	notify notifyState
 
 	bad          int // consecutive BAD
 	authFailures int
@@ -122,7 +125,11 @@ func (s *session) setupWire() {
 	s.r = imapwire.NewReader(s.br)
 	s.r.MaxLine = s.srv.cfg.MaxLine
 	s.r.MaxLiteral = s.srv.cfg.MaxLiteral
+	s.r.MaxMetadataValue = store.MetadataMaxValue
 	s.r.Continue = func() error {
+		// Called while readCommand waits, without the session lock.
+		s.notify.mu.Lock()
+		defer s.notify.mu.Unlock()
 		s.w.Raw("+ Ready\r\n")
 		return s.flush()
 	}
@@ -169,6 +176,7 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 }
 
 func (s *session) serve() {
+	s.notify.mu.Lock()
 	defer func() {
 		if x := recover(); x != nil {
 			// A bug must not take the whole server down.
@@ -176,6 +184,7 @@ func (s *session) serve() {
 			s.log.Error("imap session panic", "panic", x, "stack", string(debug.Stack()))
 		}
 		s.cleanup()
+		s.notify.mu.Unlock()
 	}()
 	s.srv.metrics.connections.Inc()
 	// RemoteAddr may read a PROXY header: only here, in the session's
@@ -216,7 +225,7 @@ func (s *session) serve() {
 			// compressor back (see compressWriter).
 			release = time.AfterFunc(s.srv.cfg.CompressRelease, s.cw.release)
 		}
-		cmd, err := s.r.ReadCommand()
+		cmd, err := s.readCommand()
 		if release != nil {
 			release.Stop()
 		}
@@ -280,6 +289,7 @@ func (s *session) bye(text string) {
 }
 
 func (s *session) cleanup() {
+	s.stopNotify()
 	s.releaseCompressor()
 	if s.view != nil {
 		s.view.close()
@@ -354,6 +364,7 @@ func init() {
 		"SETQUOTA":     {(*session).cmdSetQuota, authed},
 		"GETMETADATA":  {(*session).cmdGetMetadata, authed},
 		"SETMETADATA":  {(*session).cmdSetMetadata, authed},
+		"NOTIFY":       {(*session).cmdNotify, authed},
 		"CHECK":        {(*session).cmdNoop, selected},
 		"CLOSE":        {(*session).cmdClose, selected},
 		"UNSELECT":     {(*session).cmdClose, selected},
@@ -431,7 +442,7 @@ func (s *session) handle(cmd *imapwire.Command) {
 		noExpunge := !cmd.UID && (cmd.Name == "FETCH" || cmd.Name == "STORE" || cmd.Name == "SEARCH" || cmd.Name == "SORT" || cmd.Name == "THREAD")
 		// A fresh context: IDLE may have outlived the command's.
 		pctx, pcancel := context.WithTimeout(context.Background(), time.Minute)
-		perr := s.poll(pctx, !noExpunge)
+		perr := s.pollNotify(pctx, !noExpunge, cmd.Name)
 		pcancel()
 		if perr == errBye {
 			return
@@ -445,6 +456,7 @@ func (s *session) handle(cmd *imapwire.Command) {
 			s.respCode = "HIGHESTMODSEQ " + strconv.FormatInt(s.view.modseq, 10)
 		}
 	}
+	s.notifyCommandEnd() // NOTIFY events that waited for the command
 	result := "ok"
 	if err != nil {
 		var re *respError
@@ -527,7 +539,7 @@ func (s *session) capabilities() string {
 		"QUOTA", "QUOTA=RES-STORAGE", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC",
 		"OBJECTID", "SAVEDATE", "WITHIN", "COMPRESS=DEFLATE",
 		"SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
-		"I18NLEVEL=1", "METADATA",
+		"I18NLEVEL=1", "METADATA", "NOTIFY",
 	)
 	return strings.Join(caps, " ")
 }

@@ -20,10 +20,14 @@ import (
 type view struct {
 	mb       store.Mailbox
 	readOnly bool
-	uids     []uint32 // seq-1 -> UID, ascending
-	modseq   int64    // every change up to this MODSEQ is reflected in uids/reported
-	watch    <-chan struct{}
-	stop     func()
+	// uids maps seq-1 to UID, ascending. After SELECT it is the array
+	// shared by every session that selected the same list (see
+	// listInfo), with cap == len: never write to its elements; replace
+	// the slice instead (append is fine, it copies).
+	uids   []uint32
+	modseq int64 // every change up to this MODSEQ is reflected in uids/reported
+	watch  <-chan struct{}
+	stop   func()
 	// dirty forces the next poll to query the store even without a
 	// watch signal (after our own changes, NOOP, ...).
 	dirty bool
@@ -78,6 +82,77 @@ func (v *view) recentCount() int {
 		n += j - i
 	}
 	return n
+}
+
+// sharedLister is implemented by stores that keep each mailbox's list as
+// one immutable snapshot (sqlitestore): they hand it out without a copy,
+// and keep what derive makes of it with it. A copy of a 100,000-message
+// list took most of a SELECT's time; the snapshot and the UID array
+// derived from it are shared by every session that reads the same list.
+type sharedLister interface {
+	ListShared(ctx context.Context, mailboxID int64, derive func([]store.MessageMeta) any) ([]store.MessageMeta, any, error)
+}
+
+// listShared returns the mailbox's messages ascending by UID. The slice
+// may be shared with other sessions: read it, never modify it.
+func (s *session) listShared(ctx context.Context, mailboxID int64) ([]store.MessageMeta, error) {
+	if sl, ok := s.srv.cfg.Store.(sharedLister); ok {
+		metas, _, err := sl.ListShared(ctx, mailboxID, nil)
+		return metas, err
+	}
+	return s.srv.cfg.Store.ListMessages(ctx, mailboxID)
+}
+
+// listInfo is what SELECT needs from a mailbox's list. It is derived once
+// per list (per change of the mailbox) and shared: read-only.
+type listInfo struct {
+	uids        []uint32 // ascending, cap == len
+	keywords    []string // for FLAGS: sorted, at most maxKeywordsFlags
+	firstUnseen uint32   // sequence number of the first unseen, 0 if none
+}
+
+func deriveListInfo(msgs []store.MessageMeta) any {
+	info := &listInfo{uids: make([]uint32, len(msgs))}
+	var seen map[string]struct{}
+	for i := range msgs {
+		m := &msgs[i]
+		info.uids[i] = m.UID
+		for _, k := range m.Keywords {
+			if seen == nil {
+				seen = map[string]struct{}{}
+			}
+			lk := strings.ToLower(k)
+			if _, ok := seen[lk]; !ok && len(info.keywords) < maxKeywordsFlags {
+				seen[lk] = struct{}{}
+				info.keywords = append(info.keywords, k)
+			}
+		}
+		if info.firstUnseen == 0 && m.Flags&store.FlagSeen == 0 {
+			info.firstUnseen = uint32(i + 1)
+		}
+	}
+	sort.Strings(info.keywords)
+	return info
+}
+
+// loadListInfo returns the mailbox's list (shared, read-only) and its
+// listInfo.
+func (s *session) loadListInfo(ctx context.Context, mailboxID int64) ([]store.MessageMeta, *listInfo, error) {
+	if sl, ok := s.srv.cfg.Store.(sharedLister); ok {
+		metas, d, err := sl.ListShared(ctx, mailboxID, deriveListInfo)
+		if err != nil {
+			return nil, nil, err
+		}
+		if info, ok := d.(*listInfo); ok {
+			return metas, info, nil
+		}
+		return metas, deriveListInfo(metas).(*listInfo), nil
+	}
+	metas, err := s.srv.cfg.Store.ListMessages(ctx, mailboxID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return metas, deriveListInfo(metas).(*listInfo), nil
 }
 
 // claimRecent asks the store which messages up to the current maximum UID
@@ -177,41 +252,24 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 		v.close()
 		return err
 	}
-	msgs, err := st.ListMessages(ctx, mb.ID)
+	_, info, err := s.loadListInfo(ctx, mb.ID)
 	if err != nil {
 		v.close()
 		return err
 	}
 	status := store.Status{UIDValidity: fresh.UIDValidity, UIDNext: fresh.UIDNext, HighestModSeq: fresh.HighestModSeq}
-	if n := len(msgs); n > 0 && msgs[n-1].UID >= status.UIDNext {
-		status.UIDNext = msgs[n-1].UID + 1
+	if n := len(info.uids); n > 0 && info.uids[n-1] >= status.UIDNext {
+		status.UIDNext = info.uids[n-1] + 1
 	}
 	v.modseq = status.HighestModSeq
-	v.uids = make([]uint32, len(msgs))
-	keywords := map[string]struct{}{}
-	var kwList []string
-	firstUnseen := uint32(0)
-	for i, m := range msgs {
-		v.uids[i] = m.UID
-		for _, k := range m.Keywords {
-			lk := strings.ToLower(k)
-			if _, ok := keywords[lk]; !ok && len(kwList) < maxKeywordsFlags {
-				keywords[lk] = struct{}{}
-				kwList = append(kwList, k)
-			}
-		}
-		if firstUnseen == 0 && m.Flags&store.FlagSeen == 0 {
-			firstUnseen = uint32(i + 1)
-		}
-	}
+	v.uids = info.uids // shared, see view.uids
 	s.view = v
 	s.state = stateSelected
 	if err := s.claimRecent(ctx); err != nil {
 		s.log.Warn("imap claim recent", "err", err)
 	}
-	sort.Strings(kwList)
 	flags := "\\Seen \\Answered \\Flagged \\Deleted \\Draft"
-	for _, k := range kwList {
+	for _, k := range info.keywords {
 		flags += " " + k
 	}
 	s.w.Raw("* FLAGS (" + flags + ")\r\n")
@@ -227,9 +285,9 @@ func (s *session) cmdSelect(ctx context.Context, cmd *imapwire.Command) error {
 		s.w.Raw("* ")
 		s.w.Num(int64(v.recentCount()))
 		s.w.Raw(" RECENT\r\n")
-		if firstUnseen > 0 {
+		if info.firstUnseen > 0 {
 			s.w.Raw("* OK [UNSEEN ")
-			s.w.Unum(firstUnseen)
+			s.w.Unum(info.firstUnseen)
 			s.w.Raw("] First unseen message\r\n")
 		}
 	}
@@ -464,7 +522,7 @@ func (s *session) poll(ctx context.Context, expunge bool) error {
 	// still valid when the client reads it.
 	var gone []int
 	if ch.ExpungesPruned {
-		all, err := s.srv.cfg.Store.ListMessages(ctx, v.mb.ID)
+		all, err := s.listShared(ctx, v.mb.ID)
 		if err != nil {
 			v.dirty = true
 			return err
@@ -501,7 +559,8 @@ func (s *session) poll(ctx context.Context, expunge bool) error {
 				s.w.Raw(" EXPUNGE\r\n")
 			}
 		}
-		out := v.uids[:0]
+		// A new array: the old one may be shared (see view.uids).
+		out := make([]uint32, 0, len(v.uids)-len(gone))
 		k := 0
 		for i, u := range v.uids {
 			if k < len(gone) && gone[k] == i {

@@ -409,6 +409,9 @@ func (r *Reader) command() *Command {
 	case "SETMETADATA":
 		r.sp()
 		cmd.Args = r.setMetadataArgs()
+	case "NOTIFY":
+		r.sp()
+		cmd.Args = r.notifyArgs()
 	case "GETQUOTA":
 		r.sp()
 		cmd.Args = &QuotaArgs{Root: r.astring()}

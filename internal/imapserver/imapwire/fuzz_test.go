@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -35,6 +36,10 @@ func FuzzReadCommand(f *testing.F) {
 		"a GETMETADATA (MAXSIZE 1024 DEPTH infinity) \"INBOX\" (/shared/comment /private/comment)\r\n",
 		"a GETMETADATA \"\" /shared/admin\r\n",
 		"a SETMETADATA INBOX (/private/comment {5+}\r\nhello /shared/x NIL /shared/y ~{2+}\r\n\x00\x01 /shared/z \"\")\r\n",
+		"a NOTIFY SET STATUS (selected (MessageNew (uid body.peek[header.fields (from to subject)]) MessageExpunge)) (subtree Lists (MessageNew MessageExpunge))\r\n",
+		"a NOTIFY SET (selected MessageNew (uid) MessageExpunge) (mailboxes (misc {3+}\r\nx y) NONE) (personal (MailboxName SubscriptionChange FooEvent))\r\n",
+		"a notify set (selected-delayed (messagenew messageexpunge flagchange)) (inboxes (MessageNew MessageExpunge)) (subscribed NONE)\r\n",
+		"a NOTIFY NONE\r\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -81,6 +86,34 @@ func FuzzReadCommand(f *testing.F) {
 			case *GetMetadataArgs:
 				if len(a.Entries) == 0 || len(a.Entries) > MaxMetadataEntries || a.Depth < -1 || a.Depth > 1 || a.MaxSize < -1 {
 					t.Fatalf("GETMETADATA args %+v", a)
+				}
+			case *NotifyArgs:
+				if a.None != (len(a.Groups) == 0) || len(a.Groups) > MaxNotifyGroups {
+					t.Fatalf("NOTIFY args %+v", a)
+				}
+				sel := 0
+				for _, g := range a.Groups {
+					if len(g.Events) > MaxNotifyEvents || len(g.Mailboxes) > MaxNotifyMailboxes || len(g.FetchAtts) > MaxNotifyFetchAtts {
+						t.Fatalf("NOTIFY group too big: %+v", g)
+					}
+					has := map[string]bool{}
+					for _, e := range g.Events {
+						has[e] = true
+					}
+					if has["MessageNew"] != has["MessageExpunge"] || has["FlagChange"] && !has["MessageNew"] {
+						t.Fatalf("NOTIFY event rules not enforced: %v", g.Events)
+					}
+					if strings.HasPrefix(g.Filter, "SELECTED") {
+						sel++
+						for _, e := range g.Events {
+							if !IsMessageEvent(e) {
+								t.Fatalf("%s with %s", g.Filter, e)
+							}
+						}
+					}
+				}
+				if sel > 1 {
+					t.Fatalf("two SELECTED groups: %+v", a)
 				}
 			case *SetMetadataArgs:
 				if len(a.Entries) == 0 || len(a.Entries) > MaxMetadataEntries {

@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"slices"
@@ -244,39 +245,39 @@ func (s *Store) list(ctx context.Context, mailboxID int64) (*cachedList, error) 
 
 // applyChanges returns a new list: list updated with ch, expunged UIDs
 // removed, changed messages replaced or (new ones) inserted, ascending
-// by UID. list itself is not modified.
+// by UID. list itself is not modified. The work is one copy of list plus
+// a binary search per change, and a pass over the list only when
+// something was expunged: a flag change in a 100,000-message mailbox
+// should not cost 100,000 map lookups.
 func applyChanges(list []store.MessageMeta, ch store.Changes) []store.MessageMeta {
-	gone := make(map[uint32]bool, len(ch.Expunged))
-	for _, e := range ch.Expunged {
-		gone[e.UID] = true
-	}
-	changed := make(map[uint32]store.MessageMeta, len(ch.Changed))
+	byUID := func(m store.MessageMeta, uid uint32) int { return cmp.Compare(m.UID, uid) }
+	out := make([]store.MessageMeta, len(list), len(list)+len(ch.Changed))
+	copy(out, list)
+	var added []store.MessageMeta
 	for _, m := range ch.Changed {
-		changed[m.UID] = m
+		if i, ok := slices.BinarySearchFunc(out, m.UID, byUID); ok {
+			out[i] = m
+		} else {
+			added = append(added, m)
+		}
 	}
-	out := make([]store.MessageMeta, 0, len(list)+len(ch.Changed))
-	for _, m := range list {
-		if gone[m.UID] {
-			continue
+	if len(ch.Expunged) > 0 {
+		gone := make(map[uint32]bool, len(ch.Expunged))
+		for _, e := range ch.Expunged {
+			gone[e.UID] = true
 		}
-		if c, ok := changed[m.UID]; ok {
-			m = c
-			delete(changed, m.UID)
-		}
-		out = append(out, m)
+		isGone := func(m store.MessageMeta) bool { return gone[m.UID] }
+		out = slices.DeleteFunc(out, isGone)
+		added = slices.DeleteFunc(added, isGone)
 	}
-	sorted := true
-	for _, m := range changed { // messages new to the list
-		if gone[m.UID] {
-			continue
+	if len(added) > 0 {
+		slices.SortFunc(added, func(a, b store.MessageMeta) int { return cmp.Compare(a.UID, b.UID) })
+		added = slices.CompactFunc(added, func(a, b store.MessageMeta) bool { return a.UID == b.UID })
+		sorted := len(out) == 0 || added[0].UID > out[len(out)-1].UID
+		out = append(out, added...)
+		if !sorted {
+			slices.SortFunc(out, func(a, b store.MessageMeta) int { return cmp.Compare(a.UID, b.UID) })
 		}
-		if len(out) > 0 && m.UID < out[len(out)-1].UID {
-			sorted = false
-		}
-		out = append(out, m)
-	}
-	if !sorted || len(changed) > 1 {
-		slices.SortFunc(out, func(a, b store.MessageMeta) int { return int(int64(a.UID) - int64(b.UID)) })
 	}
 	return slices.Clip(out)
 }

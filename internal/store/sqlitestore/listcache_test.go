@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/mailstead/mailstead/internal/store"
 )
@@ -88,4 +90,83 @@ func indexOf(s []int64, v int64) int {
 		}
 	}
 	return 0
+}
+
+// TestListShared checks the shared list is handed out without copies,
+// derive runs once per list, and bringing the list forward never
+// modifies a list a caller may still hold.
+func TestListShared(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddDomain(ctx, store.Domain{Name: "example.org"})
+	acc, _ := s.CreateAccount(ctx, store.Account{Address: "a@example.org"})
+	in, _ := s.GetMailbox(ctx, acc.ID, "INBOX")
+	for i := range 20 {
+		if _, err := s.Deliver(ctx, store.Delivery{Blob: bytes.NewReader([]byte(fmt.Sprint("m", i))), Recipients: []store.Recipient{{AccountID: acc.ID, MailboxID: in.ID}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := 0
+	derive := func(ms []store.MessageMeta) any { calls++; return len(ms) }
+	a, da, err := s.ListShared(ctx, in.ID, derive)
+	if err != nil || len(a) != 20 || da != 20 {
+		t.Fatalf("ListShared: %d messages, derived %v, %v", len(a), da, err)
+	}
+	b, db, _ := s.ListShared(ctx, in.ID, derive)
+	if &a[0] != &b[0] || db != 20 || calls != 1 {
+		t.Fatalf("unchanged mailbox: same array %v, derived %v, derive calls %d", &a[0] == &b[0], db, calls)
+	}
+	if cap(a) != len(a) {
+		t.Errorf("shared list has spare capacity %d > %d: an append would write into it", cap(a), len(a))
+	}
+	// The caller's copy is its own.
+	c, _ := s.ListMessages(ctx, in.ID)
+	c[0].UID = 999
+	if a[0].UID == 999 {
+		t.Fatal("ListMessages returned the shared array")
+	}
+
+	before := slices.Clone(a)
+	if _, err := s.StoreFlags(ctx, in.ID, []uint32{a[3].UID}, store.FlagUpdate{Op: store.FlagsAdd, Flags: store.FlagFlagged}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Expunge(ctx, in.ID, []uint32{a[5].UID, a[6].UID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Deliver(ctx, store.Delivery{Blob: bytes.NewReader([]byte("new")), Recipients: []store.Recipient{{AccountID: acc.ID, MailboxID: in.ID}}}); err != nil {
+		t.Fatal(err)
+	}
+	n, dn, _ := s.ListShared(ctx, in.ID, derive)
+	if len(n) != 19 || dn != 19 || calls != 2 || n[3].Flags&store.FlagFlagged == 0 {
+		t.Fatalf("after changes: %d messages, derived %v, calls %d, flags %v", len(n), dn, calls, n[3].Flags)
+	}
+	if !reflect.DeepEqual(a, before) {
+		t.Fatal("bringing the list forward modified the list callers held")
+	}
+}
+
+// TestListCacheTrim checks lists nobody used for listIdle are dropped and
+// used ones are kept.
+func TestListCacheTrim(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	c := &listCache{now: func() time.Time { return now }, listIdle: time.Minute, trimEvery: 10 * time.Second}
+	c.put(1, &cachedList{metas: make([]store.MessageMeta, 3)})
+	c.put(2, &cachedList{metas: make([]store.MessageMeta, 4)})
+	now = now.Add(50 * time.Second)
+	c.get(2)
+	now = now.Add(20 * time.Second)
+	c.trim()
+	if c.lists[1] != nil || c.lists[2] == nil || c.entries != 4 {
+		t.Fatalf("after trim: list 1 %v, list 2 %v, entries %d", c.lists[1] != nil, c.lists[2] != nil, c.entries)
+	}
+	// put trims too, at most every trimEvery.
+	now = now.Add(2 * time.Minute)
+	c.put(3, &cachedList{metas: make([]store.MessageMeta, 1)})
+	if c.lists[2] != nil || c.lists[3] == nil || c.entries != 1 {
+		t.Fatalf("after put: list 2 %v, list 3 %v, entries %d", c.lists[2] != nil, c.lists[3] != nil, c.entries)
+	}
 }
