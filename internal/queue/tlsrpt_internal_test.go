@@ -64,10 +64,6 @@ func TestTruncReason(t *testing.T) {
 	}
 }
 
-type bytesMsg struct{ *strings.Reader }
-
-func (m bytesMsg) Size() int64 { return m.Reader.Size() }
-
 func TestPublicOnly(t *testing.T) {
 	for addr, ok := range map[string]bool{
 		"93.184.216.34:443":      true,
