@@ -330,23 +330,12 @@ func (s *session) cmdList(ctx context.Context, cmd *imapwire.Command) error {
 		case !selSubscribed && e.mb == nil:
 			continue // subscribed but not existing: only for SUBSCRIBED
 		}
-		var attrs []string
-		if e.mb == nil {
-			attrs = append(attrs, `\NonExistent`)
-		} else {
-			if e.children {
-				attrs = append(attrs, `\HasChildren`)
-			} else {
-				attrs = append(attrs, `\HasNoChildren`)
-			}
-			if e.mb.Role != "" {
-				attrs = append(attrs, e.mb.Role)
-			}
+		role := ""
+		if e.mb != nil {
+			role = e.mb.Role
 		}
-		if e.subscribed && (selSubscribed || retSubscribed) {
-			attrs = append(attrs, `\Subscribed`)
-		}
-		s.w.Raw("* LIST (" + strings.Join(attrs, " ") + `) "/" `)
+		attrs := listAttrs(e.mb != nil, e.children, role, e.subscribed && (selSubscribed || retSubscribed))
+		s.w.Raw("* LIST (" + attrs + `) "/" `)
 		s.writeMailbox(n)
 		if extra != "" && a.Extended {
 			s.w.SP()
@@ -571,4 +560,28 @@ func (s *session) cmdGetQuota(ctx context.Context, cmd *imapwire.Command) error 
 
 func (s *session) cmdSetQuota(ctx context.Context, cmd *imapwire.Command) error {
 	return no("NOPERM", "Quotas are set by the administrator")
+}
+
+// listAttrs is the attribute list of a LIST response (also sent by NOTIFY
+// for mailbox name and subscription changes): \NonExistent for a name
+// without a mailbox, else \HasChildren or \HasNoChildren and the
+// special-use role; \Subscribed when asked for and true.
+func listAttrs(exists, children bool, role string, subscribed bool) string {
+	var attrs []string
+	if !exists {
+		attrs = append(attrs, `\NonExistent`)
+	} else {
+		if children {
+			attrs = append(attrs, `\HasChildren`)
+		} else {
+			attrs = append(attrs, `\HasNoChildren`)
+		}
+		if role != "" {
+			attrs = append(attrs, role)
+		}
+	}
+	if subscribed {
+		attrs = append(attrs, `\Subscribed`)
+	}
+	return strings.Join(attrs, " ")
 }

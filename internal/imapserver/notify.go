@@ -858,23 +858,7 @@ func (s *session) writeNotifyEvent(e notifyEvent) {
 		return
 	}
 	if e.list {
-		var attrs []string
-		if e.noexist {
-			attrs = append(attrs, `\NonExistent`)
-		} else {
-			if e.children {
-				attrs = append(attrs, `\HasChildren`)
-			} else {
-				attrs = append(attrs, `\HasNoChildren`)
-			}
-			if e.role != "" {
-				attrs = append(attrs, e.role)
-			}
-		}
-		if e.subbed {
-			attrs = append(attrs, `\Subscribed`)
-		}
-		s.w.Raw("* LIST (" + strings.Join(attrs, " ") + `) "/" `)
+		s.w.Raw("* LIST (" + listAttrs(!e.noexist, e.children, e.role, e.subbed) + `) "/" `)
 		s.writeMailbox(e.name)
 		if e.oldName != "" {
 			s.w.Raw(` ("OLDNAME" (`)

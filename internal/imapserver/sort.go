@@ -105,7 +105,7 @@ func (s *session) sortLoad(ctx context.Context, hits []*searchMsg, needEnvelope,
 			if refs {
 				m.refs = s.readReferences(f, p)
 				if len(m.refs) == 0 && p.Envelope != nil {
-					if ids := messageIDs(p.Envelope.InReplyTo); len(ids) > 0 {
+					if ids := message.MessageIDs(p.Envelope.InReplyTo, 0); len(ids) > 0 {
 						m.refs = ids[:1]
 					}
 				}
@@ -133,7 +133,7 @@ func (m *sortMsg) setEnvelope(env *message.Envelope) {
 	m.cc = casemap(firstAddr(env.Cc).Mailbox)
 	m.dispFrom = casemap(displayName(firstAddr(env.From)))
 	m.dispTo = casemap(displayName(firstAddr(env.To)))
-	if ids := messageIDs(env.MessageID); len(ids) > 0 {
+	if ids := message.MessageIDs(env.MessageID, 0); len(ids) > 0 {
 		m.msgID = ids[0]
 	}
 }
@@ -176,36 +176,12 @@ func (s *session) readReferences(f *fetchMsg, p *message.Part) []string {
 	}
 	var ids []string
 	for _, v := range message.HeaderValues(h, "References") {
-		ids = append(ids, messageIDs(v)...)
+		ids = append(ids, message.MessageIDs(v, 0)...)
 	}
 	if len(ids) > maxReferences {
 		ids = ids[len(ids)-maxReferences:]
 	}
 	return ids
-}
-
-// messageIDs extracts the "<...>" message IDs of a header value, without
-// the angle brackets. IDs with white space or nested brackets are not
-// valid and skipped.
-func messageIDs(v string) []string {
-	var out []string
-	for len(v) > 0 {
-		i := strings.IndexByte(v, '<')
-		if i < 0 {
-			break
-		}
-		v = v[i+1:]
-		j := strings.IndexByte(v, '>')
-		if j < 0 {
-			break
-		}
-		id := v[:j]
-		v = v[j+1:]
-		if id != "" && !strings.ContainsAny(id, "< \t\r\n") {
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 // baseSubject extracts the base subject of RFC 5256 section 2.1 and

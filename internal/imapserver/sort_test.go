@@ -332,10 +332,3 @@ func TestThreadLongChain(t *testing.T) {
 		t.Fatalf("got %d roots, %.40s...", len(roots), b.String())
 	}
 }
-
-func TestMessageIDs(t *testing.T) {
-	got := messageIDs(" <a@b>  <c d@e> <> junk <f@g>\r\n\t<h@i")
-	if strings.Join(got, ",") != "a@b,f@g" {
-		t.Fatalf("got %q", got)
-	}
-}

@@ -698,3 +698,33 @@ func equalFoldASCII(a, b string) bool {
 	}
 	return true
 }
+
+// MaxMessageIDLen is the longest message ID MessageIDs returns: longer
+// ones cannot fit an RFC 5322 line and are skipped.
+const MaxMessageIDLen = 998
+
+// MessageIDs extracts up to max (0: no limit) "<...>" message IDs of a
+// Message-ID, In-Reply-To or References value, without the angle
+// brackets. IDs with white space or nested brackets, and IDs over
+// MaxMessageIDLen bytes, are not valid and skipped. Threading (store
+// thread ids, IMAP THREAD=REFERENCES) reads these fields through it.
+func MessageIDs(v string, max int) []string {
+	var out []string
+	for len(v) > 0 && (max <= 0 || len(out) < max) {
+		i := strings.IndexByte(v, '<')
+		if i < 0 {
+			break
+		}
+		v = v[i+1:]
+		j := strings.IndexByte(v, '>')
+		if j < 0 {
+			break
+		}
+		id := v[:j]
+		v = v[j+1:]
+		if id != "" && len(id) <= MaxMessageIDLen && !strings.ContainsAny(id, "< \t\r\n") {
+			out = append(out, id)
+		}
+	}
+	return out
+}

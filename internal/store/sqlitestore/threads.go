@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/mailstead/mailstead/internal/message"
 	"github.com/mailstead/mailstead/internal/store"
@@ -36,9 +35,6 @@ const (
 	// header fields. Message-ID and References normally sit in the first
 	// few KiB; a longer header threads as if they were absent.
 	threadHeaderRead = 64 << 10
-	// maxMessageID is the longest Message-ID considered (RFC 5322 line
-	// limit).
-	maxMessageID = 998
 )
 
 // threadKeys are the hashed Message-IDs of one message: its own (0 if it
@@ -66,7 +62,7 @@ func threadKeysOf(b store.Blob) threadKeys {
 func threadKeysFromHeader(h []byte) threadKeys {
 	var k threadKeys
 	if v, ok := message.HeaderValue(h, "Message-ID"); ok {
-		if ids := messageIDs(v, 1); len(ids) > 0 {
+		if ids := message.MessageIDs(v, 1); len(ids) > 0 {
 			k.own = msgIDKey(ids[0])
 		}
 	}
@@ -80,13 +76,13 @@ func threadKeysFromHeader(h []byte) threadKeys {
 	}
 	// The parent first: In-Reply-To, else the last References entry.
 	if v, ok := message.HeaderValue(h, "In-Reply-To"); ok {
-		if ids := messageIDs(v, 1); len(ids) > 0 {
+		if ids := message.MessageIDs(v, 1); len(ids) > 0 {
 			add(ids[0])
 		}
 	}
 	var refs []string
 	for _, v := range message.HeaderValues(h, "References") {
-		refs = append(refs, messageIDs(v, 1000)...)
+		refs = append(refs, message.MessageIDs(v, 1000)...)
 		if len(refs) > 1000 {
 			break
 		}
@@ -95,30 +91,6 @@ func threadKeysFromHeader(h []byte) threadKeys {
 		add(refs[i])
 	}
 	return k
-}
-
-// messageIDs extracts up to max "<...>" message ids of a header value,
-// without the brackets; ids with white space, nested brackets or over
-// maxMessageID bytes are skipped.
-func messageIDs(v string, max int) []string {
-	var out []string
-	for len(v) > 0 && len(out) < max {
-		i := strings.IndexByte(v, '<')
-		if i < 0 {
-			break
-		}
-		v = v[i+1:]
-		j := strings.IndexByte(v, '>')
-		if j < 0 {
-			break
-		}
-		id := v[:j]
-		v = v[j+1:]
-		if id != "" && len(id) <= maxMessageID && !strings.ContainsAny(id, "< \t\r\n") {
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 // Key namespaces, so a Message-ID can never collide with a copy key.
